@@ -1,0 +1,215 @@
+"""The ``pose3d`` command line: parses arguments, draws progress, and calls the library.
+
+Errors of the project's own types become one line on stderr and their exit code; ``--verbose`` shows the
+traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from pipeline.errors import Pose3DError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Video of people in, tracked 2D and 3D skeletons out.")
+console = Console(stderr=True)
+_state = {"verbose": False}
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks on errors.")) -> None:
+    """pose3d: 2D and 3D human pose from ordinary video."""
+    _state["verbose"] = verbose
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn the project's exceptions into one line and an exit code (traceback with --verbose)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Pose3DError as exc:
+            if _state["verbose"]:
+                console.print_exception()
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False)
+
+
+def _lifter_config(arch: Optional[str], channels: int, causal: bool):
+    from pipeline.config import LifterConfig
+
+    if arch is None:
+        return None
+    try:
+        widths = tuple(int(v) for v in arch.split(","))
+    except ValueError:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(f"--arch must be comma-separated kernel widths like 3,3,3,3,3; got {arch!r}") from None
+    return LifterConfig(filter_widths=widths, channels=channels, causal=causal)
+
+
+@app.command()
+@handle_errors
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training YAML (configs/train.yaml)."),
+    data: Optional[str] = typer.Option(None, help="Mocap folder (MANIFEST.tsv or .bvh/.amc files)."),
+    out: Path = typer.Option(Path("runs/lifter"), help="Folder for last.pt / best.pt."),
+    epochs: Optional[int] = typer.Option(None, help="Override the config's epochs."),
+    resume: bool = typer.Option(True, help="Continue from OUT/last.pt when it exists."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """Train the 2D->3D lifter on mocap projected through random virtual cameras."""
+    from pipeline.config import TrainConfig, load_config
+    from pipeline.lift import resolve_device
+    from pipeline.train import load_split, train as run_training
+
+    cfg = load_config(TrainConfig, config, {"data": data, "epochs": epochs})
+    dev = resolve_device(device)
+    with _progress() as bar:
+        task = bar.add_task("reading mocap", total=None, info="")
+        split = load_split(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        bar.update(task, info=f"train {len(split.train)} / val {len(split.val)} / test {len(split.test)} motions")
+        epoch_task = bar.add_task("epochs", total=cfg.epochs, info="")
+        step_task = bar.add_task("steps", total=None, info="")
+
+        def report(p):
+            if p.val_mpjpe_mm is not None:
+                bar.update(epoch_task, completed=p.epoch + 1, info=f"val MPJPE {p.val_mpjpe_mm:.1f} mm")
+                if not console.is_terminal:  # logs (nohup, CI) get one line per epoch instead of live bars
+                    console.log(f"epoch {p.epoch + 1}/{p.epochs}: train MPJPE {p.mpjpe_mm:.1f} mm, "
+                                f"val MPJPE {p.val_mpjpe_mm:.1f} mm, lr {p.lr:.2e}")
+                return
+            bar.update(epoch_task, completed=p.epoch)
+            bar.update(step_task, completed=p.step + 1, total=p.steps,
+                       info=f"loss {p.loss:.4f}  MPJPE {p.mpjpe_mm:.1f} mm  lr {p.lr:.2e}  {p.samples_per_s:.0f}/s")
+
+        result = run_training(cfg, out, split=split, resume=resume, device=dev, progress=report)
+    console.print(f"best validation MPJPE {result.best_val_mpjpe_mm:.1f} mm (exact 2D); "
+                  f"checkpoints: {result.best}, {result.last}")
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    weights: Optional[Path] = typer.Option(None, help="Lifter checkpoint (default: the shipped weights)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training YAML: data, split, cameras."),
+    data: Optional[str] = typer.Option(None, help="Mocap folder."),
+    subjects: Optional[str] = typer.Option(None, help="Comma-separated subjects (default: the config's test subjects)."),
+    all_joints: bool = typer.Option(False, help="Average over all 17 joints instead of the 13 limb joints."),
+    segment: int = typer.Option(250, help="Frames per random-camera segment."),
+    seed: int = typer.Option(0, help="Seed of cameras and 2D noise."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """Report MPJPE / P-MPJPE / N-MPJPE / MPJVE (mm) on held-out subjects, per action and overall."""
+    from dataclasses import asdict, replace
+
+    from pipeline.config import TrainConfig, load_config
+    from pipeline.evaluate import evaluate as run_eval, format_report
+    from pipeline.lift import Lifter
+    from pipeline.skeleton import H36M_LIMB_JOINTS
+    from pipeline.train import load_split
+
+    cfg = load_config(TrainConfig, config, {"data": data})
+    if subjects:
+        cfg = replace(cfg, test_subjects=tuple(s.strip() for s in subjects.split(",")))
+    lifter = Lifter.load(weights, device)
+    cfg = replace(cfg, fps=lifter.train_fps)
+    with _progress() as bar:
+        task = bar.add_task("reading mocap", total=None, info="")
+        split = load_split(cfg, progress=lambda d, t: bar.update(task, completed=d, total=t))
+        task = bar.add_task("evaluating", total=None, info=f"subjects {','.join(cfg.test_subjects)}")
+        report = run_eval(lifter.model, split.test, cfg.camera, segment_frames=segment, seed=seed,
+                          joints=tuple(range(17)) if all_joints else H36M_LIMB_JOINTS, device=lifter.device,
+                          progress=lambda d, t: bar.update(task, completed=d, total=t))
+    typer.echo(format_report(report))
+    typer.echo(f"\nsubjects {', '.join(report.subjects)}; {report.segments} camera segments; "
+               f"{'all 17' if all_joints else '13 limb'} joints; MPJVE in mm/frame at {lifter.train_fps:g} Hz")
+    if json_out:
+        json_out.write_text(json.dumps(asdict(report), indent=2))
+
+
+@app.command()
+@handle_errors
+def lift(
+    keypoints: Path = typer.Argument(..., help="Input .npz: keypoints (T,J,2) px, scores, width, height, fps, format."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npz with poses3d (T,17,3) metres."),
+    weights: Optional[Path] = typer.Option(None, help="Lifter checkpoint (default: the shipped weights)."),
+    fps: Optional[float] = typer.Option(None, help="Override the input's frame rate."),
+    flip: bool = typer.Option(True, help="Flip test-time augmentation."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    arch: Optional[str] = typer.Option(None, help="Kernel widths for official VideoPose3D checkpoints, e.g. 3,3,3,3,3."),
+    channels: int = typer.Option(1024, help="Channels for official VideoPose3D checkpoints."),
+    causal: bool = typer.Option(False, help="Causal architecture (official checkpoints)."),
+) -> None:
+    """Lift a 2D keypoint track (.npz) to 3D poses (.npz)."""
+    from pipeline.export import load_keypoints_npz, save_poses_npz
+    from pipeline.keypoints import fill_gaps, to_h36m
+    from pipeline.lift import Lifter
+
+    t0 = time.perf_counter()
+    track = load_keypoints_npz(keypoints, fps)
+    lifter = Lifter.load(weights, device, _lifter_config(arch, channels, causal))
+    kp, _ = to_h36m(track.keypoints, track.scores, track.format)
+    kp = fill_gaps(kp)
+    poses = lifter.lift(kp, track.width, track.height, track.fps, flip=flip)
+    save_poses_npz(out, poses, track.fps, kp)
+    console.print(f"lifted {len(poses)} frames ({track.format}, {track.fps:g} fps) on {lifter.device} "
+                  f"in {time.perf_counter() - t0:.2f} s -> {out}")
+
+
+
+
+
+@app.command()
+@handle_errors
+def project(
+    mocap: Path = typer.Argument(..., help="Mocap file (.bvh, .amc; gzipped or plain)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npz of 2D keypoints (the `pose3d lift` input format)."),
+    gt: Optional[Path] = typer.Option(None, help="Also write the camera-frame 3D ground truth (.npz)."),
+    fps: float = typer.Option(30.0, help="Frame rate of the output track, Hz."),
+    seed: int = typer.Option(0, help="Seed of the random virtual camera."),
+) -> None:
+    """Film a mocap motion with a random virtual camera: 2D keypoints (+ 3D ground truth) for testing `lift`."""
+    import numpy as np
+    import torch
+
+    from pipeline.cameras import film
+    from pipeline.config import CameraConfig
+    from pipeline.export import atomic_save_npz
+    from pipeline.mocap import load_motion, resample
+
+    motion = resample(load_motion(mocap), fps)
+    shot = film(motion.joints, CameraConfig(), torch.Generator().manual_seed(seed))
+    cam = shot.camera
+    atomic_save_npz(out, keypoints=shot.keypoints.astype(np.float32), width=np.int64(cam.width),
+                    height=np.int64(cam.height), fps=np.float64(fps), format=np.array("h36m17"))
+    if gt:
+        atomic_save_npz(gt, poses3d=(shot.poses3d - shot.poses3d[:, :1]).astype(np.float32),
+                        poses3d_absolute=shot.poses3d.astype(np.float32), rotation=cam.rotation,
+                        position=cam.position, focal=np.float64(cam.focal), center=cam.center)
+    console.print(f"{motion.name}: {len(motion.joints)} frames at {fps:g} fps, camera {cam.width}x{cam.height} "
+                  f"f={cam.focal:.0f}px -> {out}")
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,258 @@
+"""Typed configuration: one frozen dataclass per stage, loaded from YAML.
+
+Unknown keys are an error that names the closest valid key, so a typo never silently falls back to a
+default. Values are checked against the field's annotated type (ints accepted where floats are expected,
+lists turned into tuples).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from pipeline.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LifterConfig:
+    """Architecture of the VideoPose3D temporal convolutional lifter.
+
+    Attributes:
+        filter_widths: Kernel width per layer; receptive field is their product (3,3,3 -> 27).
+        channels: Convolution channels C.
+        dropout: Dropout after every convolution.
+        causal: Use only past frames (online mode); output lags by nothing but sees no future.
+        num_joints: Joints in and out (H36M-17).
+    """
+
+    filter_widths: tuple[int, ...] = (3, 3, 3)
+    channels: int = 1024
+    dropout: float = 0.25
+    causal: bool = False
+    num_joints: int = 17
+
+    def __post_init__(self) -> None:
+        if not self.filter_widths or any(w % 2 == 0 or w < 1 for w in self.filter_widths):
+            raise ConfigError(f"filter_widths must be odd positive ints, got {self.filter_widths}")
+        if self.channels < 1 or not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"bad channels={self.channels} or dropout={self.dropout}")
+
+    @property
+    def receptive_field(self) -> int:
+        rf = 1
+        for w in self.filter_widths:
+            rf *= w
+        return rf
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """Ranges of the random virtual cameras used to make training pairs.
+
+    Attributes:
+        azimuth_deg: Camera azimuth around the subject, degrees.
+        elevation_deg: Camera elevation above the horizon, degrees.
+        fov_deg: Field of view across the image's longer side, degrees.
+        roll_deg: Maximum absolute camera roll, degrees.
+        sizes: (width, height) image sizes in pixels, sampled uniformly.
+        distance_scale: Camera distance as a multiple of the closest distance that keeps the subject in frame.
+        margin: Fraction of the image kept free at the borders.
+    """
+
+    azimuth_deg: tuple[float, float] = (0.0, 360.0)
+    elevation_deg: tuple[float, float] = (0.0, 30.0)
+    fov_deg: tuple[float, float] = (40.0, 75.0)
+    roll_deg: float = 5.0
+    sizes: tuple[tuple[int, int], ...] = ((1920, 1080), (1280, 720), (1080, 1920), (1440, 1080), (1080, 1080))
+    distance_scale: tuple[float, float] = (1.0, 3.0)
+    margin: float = 0.05
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-pair augmentation.
+
+    Attributes:
+        flip: Probability of a horizontal flip (left/right swapped).
+        clean_fraction: Fraction of samples given exact 2D (no detector noise).
+        noise_px: Range of 2D Gaussian noise sigma as a fraction of the person's height in pixels.
+        drop_prob: Per joint-frame probability that a joint is replaced by a stale/wrong detection.
+        swap_prob: Per frame probability that a left/right limb pair is swapped (detector confusion).
+        bone_scale: Max relative per-bone length change (symmetric left/right).
+        global_scale: Max relative whole-body size change.
+        rate_intervals: Frame intervals for multi-rate sampling (paper 003); 1 is the original rate.
+        rate_prob: Probability that a sample uses an interval other than 1.
+    """
+
+    flip: float = 0.5
+    clean_fraction: float = 0.4
+    noise_px: tuple[float, float] = (0.002, 0.02)
+    drop_prob: float = 0.01
+    swap_prob: float = 0.005
+    bone_scale: float = 0.06
+    global_scale: float = 0.05
+    rate_intervals: tuple[int, ...] = (1, 3, 5, 7)
+    rate_prob: float = 0.0
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights (paper 000): MPJPE plus velocity, acceleration and temporal limb-length terms.
+
+    Attributes:
+        velocity: alpha, weight of the velocity-difference term (0 disables it).
+        acceleration: beta, weight of the acceleration-difference term.
+        limb_length: gamma, weight of the temporal limb-length invariance term.
+        frames: Consecutive output frames per sample used by the temporal terms (>= 3 for acceleration).
+    """
+
+    velocity: float = 2.0
+    acceleration: float = 10.0
+    limb_length: float = 1.5
+    frames: int = 3
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``pose3d train`` needs besides the command line.
+
+    Attributes:
+        data: Mocap root (folder with MANIFEST.tsv or .bvh/.amc files).
+        fps: Training frame rate, Hz. Inputs at other rates are resampled to it.
+        test_subjects: Subjects held out for the final evaluation (never trained or tuned on).
+        val_subjects: Subjects held out for model selection during training.
+        epochs: Passes; one epoch is ``samples_per_epoch`` random windows.
+        samples_per_epoch: Random windows per epoch.
+        batch_size: Windows per optimisation step.
+        lr: Initial learning rate (AMSGrad, as VideoPose3D).
+        lr_decay: Multiplicative learning-rate decay per epoch.
+        bn_momentum: (start, end) batch-norm momentum, decayed exponentially over the epochs.
+        seed: Random seed.
+        lifter, camera, augment, loss: Sub-configurations.
+    """
+
+    data: str = "../shared/data/mocap/cmu"
+    fps: float = 50.0
+    test_subjects: tuple[str, ...] = ("2", "8", "17", "135")
+    val_subjects: tuple[str, ...] = ("3", "7", "12")
+    epochs: int = 40
+    samples_per_epoch: int = 200_000
+    batch_size: int = 1024
+    lr: float = 1e-3
+    lr_decay: float = 0.95
+    bn_momentum: tuple[float, float] = (0.1, 0.001)
+    seed: int = 0
+    lifter: LifterConfig = field(default_factory=LifterConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+def _closest(key: str, valid: list[str]) -> str:
+    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a YAML value to the annotated type, or raise ConfigError naming ``where``."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return from_dict(annotation, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(annotation)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return None if value is None else _coerce(value, args[0], where)
+    if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation in (int, str, bool) and type(value) is not annotation:
+        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") -> T:
+    """Build a config dataclass from a plain mapping, rejecting unknown keys.
+
+    Args:
+        cls: A config dataclass type.
+        data: Mapping of field names to values (nested mappings for nested configs).
+        where: Name used in error messages (a file name or key path).
+
+    Returns:
+        An instance of ``cls``.
+    """
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key {key!r}{_closest(key, names)}")
+        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def load_config(cls: type[T], path: str | Path | None, overrides: dict[str, Any] | None = None) -> T:
+    """Load a config dataclass from a YAML file (or defaults when ``path`` is None).
+
+    Args:
+        cls: A config dataclass type.
+        path: YAML file; its top level maps field names to values.
+        overrides: Top-level values that win over the file (from the command line).
+
+    Returns:
+        An instance of ``cls``.
+    """
+    data: dict[str, Any] = {}
+    where = cls.__name__
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {type(data).__name__}")
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    data = {**data, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    return from_dict(cls, data, where)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain-data form of a config (tuples become lists) for YAML/JSON/checkpoints."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))

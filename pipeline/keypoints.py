@@ -1,0 +1,94 @@
+"""Stage 3: 2D keypoints, and the one place where keypoint sets are mapped onto each other.
+
+COCO-17 -> H36M-17 (the lifter's input):
+
+============  ==========================================================
+H36M joint    from COCO-17
+============  ==========================================================
+pelvis        midpoint of l_hip and r_hip
+r/l hip, knee, ankle   the same COCO joints
+spine         midpoint of pelvis and thorax
+thorax        midpoint of l_shoulder and r_shoulder
+neck/nose     nose
+head          midpoint of the eyes, moved away from the nose by the
+              nose-to-eyes offset (toward the crown)
+shoulders, elbows, wrists   the same COCO joints
+============  ==========================================================
+
+A derived joint's score is the minimum of the scores it is built from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.errors import ShapeError
+from pipeline.skeleton import COCO17, H36M17
+
+# H36M index -> COCO index for the joints that exist in both.
+_DIRECT = {1: 12, 2: 14, 3: 16, 4: 11, 5: 13, 6: 15, 9: 0, 11: 5, 12: 7, 13: 9, 14: 6, 15: 8, 16: 10}
+
+
+def coco_to_h36m(keypoints: np.ndarray, scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Map COCO-17 keypoints to the H36M-17 set.
+
+    Args:
+        keypoints: (T, 17, 2) COCO-17 pixel coordinates (NaN where missing).
+        scores: (T, 17) confidences in [0, 1]; all ones when None.
+
+    Returns:
+        (keypoints (T, 17, 2) pixels, scores (T, 17)) in H36M-17 order.
+    """
+    if keypoints.ndim != 3 or keypoints.shape[1:] != (COCO17.num_joints, 2):
+        raise ShapeError(f"COCO-17 keypoints must be (T, 17, 2), got {keypoints.shape}")
+    scores = np.ones(keypoints.shape[:2], dtype=np.float32) if scores is None else np.asarray(scores)
+    if scores.shape != keypoints.shape[:2]:
+        raise ShapeError(f"scores must be {keypoints.shape[:2]}, got {scores.shape}")
+    out = np.empty_like(keypoints, dtype=np.float64)
+    conf = np.empty(scores.shape, dtype=np.float32)
+    for h, c in _DIRECT.items():
+        out[:, h], conf[:, h] = keypoints[:, c], scores[:, c]
+    out[:, 0] = (keypoints[:, 11] + keypoints[:, 12]) / 2
+    conf[:, 0] = np.minimum(scores[:, 11], scores[:, 12])
+    out[:, 8] = (keypoints[:, 5] + keypoints[:, 6]) / 2
+    conf[:, 8] = np.minimum(scores[:, 5], scores[:, 6])
+    out[:, 7] = (out[:, 0] + out[:, 8]) / 2
+    conf[:, 7] = np.minimum(conf[:, 0], conf[:, 8])
+    eyes = (keypoints[:, 1] + keypoints[:, 2]) / 2
+    out[:, 10] = eyes + (eyes - keypoints[:, 0])
+    conf[:, 10] = np.minimum.reduce([scores[:, 0], scores[:, 1], scores[:, 2]])
+    return out.astype(np.float32), conf
+
+
+def to_h36m(keypoints: np.ndarray, scores: np.ndarray | None, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    """Bring keypoints in format ``fmt`` ('h36m17' or 'coco17') to H36M-17. Returns (keypoints, scores)."""
+    from pipeline.skeleton import get_skeleton
+
+    skeleton = get_skeleton(fmt)
+    if skeleton is COCO17:
+        return coco_to_h36m(keypoints, scores)
+    if keypoints.ndim != 3 or keypoints.shape[1:] != (H36M17.num_joints, 2):
+        raise ShapeError(f"H36M-17 keypoints must be (T, 17, 2), got {keypoints.shape}")
+    scores = np.ones(keypoints.shape[:2], dtype=np.float32) if scores is None else np.asarray(scores, np.float32)
+    return keypoints.astype(np.float32), scores
+
+
+def fill_gaps(keypoints: np.ndarray) -> np.ndarray:
+    """Linearly interpolate NaN entries of each joint coordinate over time (ends held).
+
+    Args:
+        keypoints: (T, J, 2) with NaN where missing.
+
+    Returns:
+        (T, J, 2) finite; raises ShapeError if a joint is missing in every frame.
+    """
+    out = np.array(keypoints, dtype=np.float64)
+    t = np.arange(len(out))
+    flat = out.reshape(len(out), -1)
+    for col in range(flat.shape[1]):
+        ok = np.isfinite(flat[:, col])
+        if not ok.any():
+            raise ShapeError(f"joint {col // 2} has no valid coordinate in any frame")
+        if not ok.all():
+            flat[:, col] = np.interp(t, t[ok], flat[ok, col])
+    return flat.reshape(out.shape).astype(np.float32)

@@ -1,0 +1,338 @@
+"""Stage 5: lift 2D keypoint tracks to metric 3D with a VideoPose3D dilated temporal convolutional network.
+
+Architecture (VideoPose3D, Pavllo et al. 2019): a first convolution of width ``w0`` from J*2 input channels
+to C channels, then B residual blocks, each a dilated convolution (width ``w_b``, dilation the product of
+the previous widths) followed by a 1x1 convolution; every convolution is followed by batch norm, ReLU and
+dropout; a final 1x1 convolution maps to J*3. The receptive field is the product of the widths.
+
+The same parameters serve two forward passes:
+
+* :meth:`TemporalModel.forward` -- dilated convolutions over a whole sequence (inference).
+* :meth:`TemporalModel.forward_strided` -- strided convolutions that compute one output frame per window
+  and skip every state the output does not use (training, paper 002 appendix A.6).
+
+Inputs are normalised screen coordinates (see :mod:`pipeline.cameras`); outputs are camera-frame metres
+relative to the pelvis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pipeline.config import LifterConfig
+from pipeline.errors import ShapeError
+from pipeline.skeleton import H36M17
+
+
+class TemporalModel(nn.Module):
+    """VideoPose3D temporal convolutional lifter; parameter names match the official checkpoints."""
+
+    def __init__(self, config: LifterConfig) -> None:
+        super().__init__()
+        self.config = config
+        widths, c, j = config.filter_widths, config.channels, config.num_joints
+        self.expand_conv = nn.Conv1d(j * 2, c, widths[0], bias=False)
+        self.expand_bn = nn.BatchNorm1d(c, momentum=0.1)
+        self.layers_conv = nn.ModuleList()
+        self.layers_bn = nn.ModuleList()
+        self.dilations: list[int] = []
+        dilation = widths[0]
+        for w in widths[1:]:
+            self.layers_conv.append(nn.Conv1d(c, c, w, dilation=dilation, bias=False))
+            self.layers_bn.append(nn.BatchNorm1d(c, momentum=0.1))
+            self.layers_conv.append(nn.Conv1d(c, c, 1, bias=False))
+            self.layers_bn.append(nn.BatchNorm1d(c, momentum=0.1))
+            self.dilations.append(dilation)
+            dilation *= w
+        self.shrink = nn.Conv1d(c, j * 3, 1)
+        self.drop = nn.Dropout(config.dropout)
+
+    @property
+    def receptive_field(self) -> int:
+        return self.config.receptive_field
+
+    def set_bn_momentum(self, momentum: float) -> None:
+        for bn in [self.expand_bn, *self.layers_bn]:
+            bn.momentum = momentum
+
+    def _residual_offset(self, block: int) -> tuple[int, int]:
+        """(pad, causal shift) of residual block ``block`` in output frames of the dilated model."""
+        w, d = self.config.filter_widths[block + 1], self.dilations[block]
+        pad = (w - 1) * d // 2
+        return pad, (pad if self.config.causal else 0)
+
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
+        j = self.config.num_joints
+        if x.ndim != 4 or x.shape[-2:] != (j, 2):
+            raise ShapeError(f"lifter input must be (B, T, {j}, 2), got {tuple(x.shape)}")
+        return x.flatten(2).transpose(1, 2)
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, t = x.shape
+        out = self.shrink(x).transpose(1, 2).reshape(b, t, -1, 3)
+        return out - out[:, :, :1]  # pelvis-relative by construction
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Dilated pass over whole sequences.
+
+        Args:
+            x: (B, T, J, 2) normalised screen coordinates.
+
+        Returns:
+            (B, T - receptive_field + 1, J, 3) pelvis-relative camera-frame metres.
+        """
+        x = self.drop(F.relu(self.expand_bn(self.expand_conv(self._check(x)))))
+        for i in range(len(self.dilations)):
+            pad, shift = self._residual_offset(i)
+            res = x[:, :, pad + shift: x.shape[2] - pad + shift]
+            x = self.drop(F.relu(self.layers_bn[2 * i](self.layers_conv[2 * i](x))))
+            x = res + self.drop(F.relu(self.layers_bn[2 * i + 1](self.layers_conv[2 * i + 1](x))))
+        return self._head(x)
+
+    def forward_strided(self, x: torch.Tensor) -> torch.Tensor:
+        """Strided single-frame pass (training): one output per receptive-field window.
+
+        Args:
+            x: (B, receptive_field, J, 2) normalised screen coordinates.
+
+        Returns:
+            (B, 1, J, 3) pelvis-relative camera-frame metres for the window's output frame.
+        """
+        widths = self.config.filter_widths
+        x = self._check(x)
+        x = self.drop(F.relu(self.expand_bn(F.conv1d(x, self.expand_conv.weight, stride=widths[0]))))
+        for i, w in enumerate(widths[1:]):
+            # The output frame sits at the window centre (or its end when causal): pick the matching input.
+            shift = w // 2 if not self.config.causal else w - 1
+            res = x[:, :, shift::w]
+            conv = self.layers_conv[2 * i]
+            x = self.drop(F.relu(self.layers_bn[2 * i](F.conv1d(x, conv.weight, stride=w))))
+            x = res + self.drop(F.relu(self.layers_bn[2 * i + 1](self.layers_conv[2 * i + 1](x))))
+        return self._head(x)
+
+
+def pad_sequence(x: torch.Tensor, receptive_field: int, causal: bool) -> torch.Tensor:
+    """Replicate the end frames so the dilated model returns one output per input frame.
+
+    Args:
+        x: (B, T, J, 2) input sequence.
+        receptive_field: Model receptive field (odd).
+        causal: Pad only the past (the model sees no future frames).
+
+    Returns:
+        (B, T + receptive_field - 1, J, 2).
+    """
+    half = receptive_field // 2
+    left, right = (2 * half, 0) if causal else (half, half)
+    first, last = x[:, :1].expand(-1, left, -1, -1), x[:, -1:].expand(-1, right, -1, -1)
+    return torch.cat([first, x, last], dim=1)
+
+
+def flip_2d(x: torch.Tensor, skeleton=H36M17) -> torch.Tensor:
+    """Mirror normalised 2D keypoints horizontally and swap left/right joints. x: (..., J, 2)."""
+    x = x[..., skeleton.flip_permutation(), :].clone()
+    x[..., 0] *= -1
+    return x
+
+
+def flip_3d(x: torch.Tensor, skeleton=H36M17) -> torch.Tensor:
+    """Mirror camera-frame 3D poses (x -> -x) and swap left/right joints. x: (..., J, 3)."""
+    x = x[..., skeleton.flip_permutation(), :].clone()
+    x[..., 0] *= -1
+    return x
+
+
+@torch.no_grad()
+def infer(model: TemporalModel, keypoints: np.ndarray, *, flip: bool = True, device: str = "cpu",
+          chunk: int = 0) -> np.ndarray:
+    """Lift one whole sequence in a single pass (replication padding at its ends only).
+
+    Args:
+        model: A trained lifter.
+        keypoints: (T, J, 2) normalised screen coordinates, finite.
+        flip: Average with the horizontally mirrored input (test-time augmentation).
+        device: Torch device string.
+        chunk: If > 0, process the sequence in chunks of this many output frames (bounded memory); results
+            are identical to one pass because chunks overlap by the receptive field.
+
+    Returns:
+        (T, J, 3) pelvis-relative camera-frame poses, metres.
+    """
+    if keypoints.ndim != 3 or keypoints.shape[-1] != 2 or not np.isfinite(keypoints).all():
+        raise ShapeError(f"infer expects finite (T, J, 2) keypoints, got {keypoints.shape}")
+    model = model.eval().to(device)
+    x = torch.as_tensor(keypoints, dtype=torch.float32, device=device)[None]
+    batch = torch.cat([x, flip_2d(x)]) if flip else x
+    rf = model.receptive_field
+    padded = pad_sequence(batch, rf, model.config.causal)
+    t = x.shape[1]
+    step = chunk if chunk > 0 else t
+    outs = [model(padded[:, s: s + step + rf - 1]) for s in range(0, t, step)]
+    out = torch.cat(outs, dim=1)
+    if flip:
+        out = (out[:1] + flip_3d(out[1:])) / 2
+    return out[0].cpu().numpy()
+
+
+CHECKPOINT_FORMAT = "pose3d-lifter"
+# What numpy arrays pickle into; enough to read official VideoPose3D checkpoints without the full unpickler.
+_NUMPY_PICKLE_GLOBALS = [np.core.multiarray._reconstruct, np.ndarray, np.dtype,
+                         *{type(np.dtype(t)) for t in ("uint32", "float64", "int64", "float32")}]
+
+
+def save_checkpoint(path, model: TemporalModel, *, train_fps: float, extra: dict | None = None) -> None:
+    """Write a checkpoint that stores the architecture next to the weights (atomic rename).
+
+    Args:
+        path: Destination ``.pt`` file.
+        model: The lifter.
+        train_fps: Frame rate the lifter was trained at, Hz.
+        extra: JSON-able metadata (training state, metrics, command).
+    """
+    from pathlib import Path
+
+    from pipeline.config import to_dict
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": CHECKPOINT_FORMAT, "version": 1, "lifter": to_dict(model.config),
+               "train_fps": float(train_fps), "state_dict": model.state_dict(), "extra": extra or {}}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path, config: LifterConfig | None = None, map_location: str = "cpu") -> tuple[TemporalModel, dict]:
+    """Load our checkpoint, or an official VideoPose3D one (weights under ``model_pos``).
+
+    Args:
+        path: Checkpoint file.
+        config: Architecture; required for official checkpoints (they do not store it), and when given for
+            ours it must match what the checkpoint stores.
+        map_location: Torch device for the tensors.
+
+    Returns:
+        (model in eval mode, the checkpoint's metadata: ``train_fps`` and ``extra``).
+    """
+    from pathlib import Path
+
+    from pipeline.config import from_dict
+    from pipeline.errors import ModelError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"lifter weights not found: {path} (train with `pose3d train` or pass --weights)")
+    try:
+        # Never the full unpickler (arbitrary code): ours holds only tensors and plain data; official
+        # VideoPose3D files also pickle numpy arrays (optimizer and random state), which we allow by name.
+        with torch.serialization.safe_globals(_NUMPY_PICKLE_GLOBALS):
+            data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 -- any unpickling failure means "not a checkpoint we can read"
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ModelError(f"{path}: not a readable lifter checkpoint ({type(exc).__name__}: {reason})") from None
+    if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
+        stored = from_dict(LifterConfig, data["lifter"], f"{path}:lifter")
+        if config is not None and config != stored:
+            raise ModelError(f"{path}: stores architecture {stored}, which differs from the one given ({config})")
+        config, state, meta = stored, data["state_dict"], {"train_fps": data["train_fps"], "extra": data["extra"]}
+    elif isinstance(data, dict) and "model_pos" in data:
+        if config is None:
+            raise ModelError(f"{path}: an official VideoPose3D checkpoint stores no architecture; "
+                             "give it (e.g. --arch 3,3,3,3,3 --channels 1024)")
+        state, meta = data["model_pos"], {"train_fps": 50.0, "extra": {"source": "videopose3d"}}
+    else:
+        raise ModelError(f"{path}: neither a pose3d checkpoint nor a VideoPose3D one (no 'model_pos')")
+    model = TemporalModel(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelError(f"{path}: weights do not fit architecture {config} ({first})") from None
+    return model.eval(), meta
+
+
+def resample_time(values: np.ndarray, fps_in: float, fps_out: float, length: int | None = None) -> np.ndarray:
+    """Linearly resample a (T, ...) time series from ``fps_in`` to ``fps_out``.
+
+    Args:
+        values: (T, ...) samples at times i / fps_in.
+        fps_in, fps_out: Frame rates, Hz.
+        length: Number of output samples (default: cover the same duration).
+
+    Returns:
+        (T', ...) samples at times i / fps_out (the last input sample is held past the end).
+    """
+    n = length if length is not None else int(np.floor((len(values) - 1) * fps_out / fps_in + 1e-9)) + 1
+    pos = np.clip(np.arange(n) / fps_out * fps_in, 0, len(values) - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, len(values) - 1)
+    w = (pos - lo).reshape(-1, *([1] * (values.ndim - 1)))
+    return values[lo] * (1 - w) + values[hi] * w
+
+
+def default_weights() -> "Path":
+    """The shipped lifter: ``$POSE3D_WEIGHTS_DIR/lifter.pt`` or the repository's ``weights/lifter.pt``."""
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("POSE3D_WEIGHTS_DIR")
+    return Path(root) / "lifter.pt" if root else Path(__file__).resolve().parents[1] / "weights" / "lifter.pt"
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; other values pass through (checked)."""
+    from pipeline.errors import ConfigError
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device} asked for, but torch sees no CUDA GPU; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda[:N]")
+    return device
+
+
+class Lifter:
+    """A loaded lifter that turns pixel H36M-17 tracks into pelvis-relative camera-frame metres.
+
+    Args:
+        model: The network.
+        train_fps: Frame rate it was trained at; inputs are resampled to it and back.
+        device: Torch device.
+    """
+
+    def __init__(self, model: TemporalModel, train_fps: float, device: str = "cpu") -> None:
+        self.model, self.train_fps, self.device = model.eval().to(device), float(train_fps), device
+
+    @classmethod
+    def load(cls, weights=None, device: str = "auto", config: LifterConfig | None = None) -> "Lifter":
+        """Load ``weights`` (default: the shipped lifter) onto ``device`` ('auto', 'cpu', 'cuda')."""
+        device = resolve_device(device)
+        model, meta = load_checkpoint(weights or default_weights(), config)
+        return cls(model, meta["train_fps"], device)
+
+    def lift(self, keypoints: np.ndarray, width: int, height: int, fps: float, flip: bool = True) -> np.ndarray:
+        """Lift one person's track.
+
+        Args:
+            keypoints: (T, 17, 2) H36M-17 pixel coordinates, finite (fill gaps first).
+            width, height: Image size in pixels.
+            fps: Frame rate of the track, Hz.
+            flip: Flip test-time augmentation.
+
+        Returns:
+            (T, 17, 3) camera-frame metres, pelvis at the origin.
+        """
+        from pipeline.cameras import normalize_screen
+
+        if keypoints.ndim != 3 or keypoints.shape[1:] != (17, 2) or not np.isfinite(keypoints).all():
+            raise ShapeError(f"lift expects finite (T, 17, 2) pixel keypoints, got {keypoints.shape}")
+        x = normalize_screen(keypoints.astype(np.float64), width, height)
+        same_rate = abs(fps - self.train_fps) < 1e-3 * self.train_fps
+        x = x if same_rate else resample_time(x, fps, self.train_fps)
+        out = infer(self.model, x.astype(np.float32), flip=flip, device=self.device, chunk=20_000)
+        out = out if same_rate else resample_time(out, self.train_fps, fps, length=len(keypoints))
+        return (out - out[:, :1]).astype(np.float32)

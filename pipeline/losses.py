@@ -1,0 +1,73 @@
+"""Training losses (paper 000 on top of VideoPose3D's MPJPE).
+
+All inputs are (B, K, J, 3) camera-frame metres over K consecutive output frames. Every term is zero when
+the prediction equals a ground truth whose bone lengths are constant, and each can be switched off by a
+zero weight in :class:`pipeline.config.LossConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pipeline.config import LossConfig
+from pipeline.skeleton import H36M17
+
+
+def mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean per-joint position error: mean Euclidean distance over all joints and frames, metres."""
+    return (pred - target).norm(dim=-1).mean()
+
+
+def velocity_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean Euclidean error of first temporal differences (per-frame velocity), metres/frame."""
+    return mpjpe(pred.diff(dim=1), target.diff(dim=1))
+
+
+def acceleration_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean Euclidean error of second temporal differences (per-frame acceleration), metres/frame^2."""
+    return mpjpe(pred.diff(n=2, dim=1), target.diff(n=2, dim=1))
+
+
+def bone_lengths(poses: torch.Tensor, skeleton=H36M17) -> torch.Tensor:
+    """Bone lengths of poses (..., J, 3) -> (..., num_bones), metres."""
+    parents, children = zip(*skeleton.bones)
+    return (poses[..., list(children), :] - poses[..., list(parents), :]).norm(dim=-1)
+
+
+def limb_length_loss(pred: torch.Tensor) -> torch.Tensor:
+    """Temporal limb-length invariance: mean absolute deviation of each bone from its mean over time, metres."""
+    lengths = bone_lengths(pred)
+    return (lengths - lengths.mean(dim=1, keepdim=True)).abs().mean()
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """The weighted total and each unweighted term (scalars)."""
+
+    total: torch.Tensor
+    mpjpe: torch.Tensor
+    velocity: torch.Tensor
+    acceleration: torch.Tensor
+    limb_length: torch.Tensor
+
+
+def total_loss(pred: torch.Tensor, target: torch.Tensor, config: LossConfig) -> LossTerms:
+    """MPJPE + alpha * velocity + beta * acceleration + gamma * limb length (terms with weight 0 skipped).
+
+    Args:
+        pred, target: (B, K, J, 3) metres; temporal terms need K >= 2 (velocity, limb) or K >= 3 (acceleration).
+        config: Term weights.
+
+    Returns:
+        :class:`LossTerms`.
+    """
+    zero = pred.new_zeros(())
+    k = pred.shape[1]
+    pos = mpjpe(pred, target)
+    vel = velocity_loss(pred, target) if config.velocity and k >= 2 else zero
+    acc = acceleration_loss(pred, target) if config.acceleration and k >= 3 else zero
+    limb = limb_length_loss(pred) if config.limb_length and k >= 2 else zero
+    total = pos + config.velocity * vel + config.acceleration * acc + config.limb_length * limb
+    return LossTerms(total, pos, vel, acc, limb)

@@ -1,0 +1,139 @@
+"""Typed containers the stages exchange. Shapes, units and frames are checked on construction.
+
+Frames of reference:
+* Image: pixels, origin top-left, x right, y down.
+* Camera: metres, OpenCV axes (x right, y down, z forward), pelvis-relative for lifted poses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import ShapeError
+
+
+def _check(name: str, array: np.ndarray | None, shape: tuple, dtype=np.floating, finite: bool = False) -> None:
+    """Raise ShapeError unless ``array`` matches ``shape`` (None = any size) and ``dtype``."""
+    if array is None:
+        return
+    if not isinstance(array, np.ndarray) or array.ndim != len(shape) or any(
+            s is not None and s != a for s, a in zip(shape, array.shape)):
+        got = getattr(array, "shape", type(array).__name__)
+        raise ShapeError(f"{name} must have shape {tuple('T' if s is None else s for s in shape)}, got {got}")
+    if not np.issubdtype(array.dtype, dtype):
+        raise ShapeError(f"{name} must be {dtype.__name__}, got {array.dtype}")
+    if finite and not np.isfinite(array).all():
+        raise ShapeError(f"{name} must be finite")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file holds, as probed before decoding.
+
+    Attributes:
+        path: The file.
+        width, height: Display size in pixels (after applying rotation metadata).
+        fps: Average frame rate, Hz (frame times come from timestamps, not from this).
+        num_frames: Frame count (exact when the container says so, else estimated from duration * fps).
+        duration: Seconds.
+        rotation: Clockwise display rotation in degrees from metadata (0, 90, 180, 270).
+        has_audio: Whether an audio stream exists.
+        codec: Video codec name.
+    """
+
+    path: Path
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    duration: float
+    rotation: int = 0
+    has_audio: bool = False
+    codec: str = ""
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0 or not self.fps > 0:
+            raise ShapeError(f"{self.path}: bad video size {self.width}x{self.height} or fps {self.fps}")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame.
+
+    Attributes:
+        index: 0-based frame number in decode order.
+        time: Presentation time, seconds from the start.
+        image: (H, W, 3) uint8 BGR (OpenCV order), display orientation.
+    """
+
+    index: int
+    time: float
+    image: np.ndarray
+
+    def __post_init__(self) -> None:
+        _check("Frame.image", self.image, (None, None, 3), np.uint8)
+
+
+@dataclass(frozen=True)
+class Detections:
+    """People found in one frame.
+
+    Attributes:
+        boxes: (N, 4) float pixels, x1 y1 x2 y2.
+        scores: (N,) detection confidences in [0, 1].
+        track_ids: (N,) int64 identities (-1 before tracking).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    track_ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        _check("Detections.boxes", self.boxes, (None, 4), finite=True)
+        n = len(self.boxes)
+        _check("Detections.scores", self.scores, (n,))
+        _check("Detections.track_ids", self.track_ids, (n,), np.integer)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+
+@dataclass(frozen=True)
+class Track:
+    """One person over time.
+
+    Attributes:
+        track_id: Identity, stable over the clip.
+        frames: (T,) int64 frame indices, strictly increasing (consecutive after gap filling).
+        keypoints: (T, 17, 2) float32 COCO-17 pixels (NaN where the person was not seen).
+        scores: (T, 17) float32 keypoint confidences in [0, 1] (0 where not seen).
+        interpolated: (T,) bool, True for frames filled in across a short gap.
+        poses3d: (T, 17, 3) float32 H36M-17 camera-frame metres, pelvis at the origin; None before lifting.
+    """
+
+    track_id: int
+    frames: np.ndarray
+    keypoints: np.ndarray
+    scores: np.ndarray
+    interpolated: np.ndarray
+    poses3d: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        _check("Track.frames", self.frames, (None,), np.integer)
+        t = len(self.frames)
+        if t == 0 or (t > 1 and not (np.diff(self.frames) > 0).all()):
+            raise ShapeError(f"track {self.track_id}: frames must be non-empty and strictly increasing")
+        _check("Track.keypoints", self.keypoints, (t, 17, 2))
+        _check("Track.scores", self.scores, (t, 17))
+        _check("Track.interpolated", self.interpolated, (t,), np.bool_)
+        _check("Track.poses3d", self.poses3d, (t, 17, 3), finite=True)
+
+    def __len__(self) -> int:
+        return len(self.frames)

@@ -180,7 +180,9 @@ def sample_cameras(joints: torch.Tensor, config: CameraConfig, gen: torch.Genera
     need_x = focal[:, None] * q[..., 0].abs() / half[:, :1] - q[..., 2]
     need_y = focal[:, None] * q[..., 1].abs() / half[:, 1:] - q[..., 2]
     d_min = torch.maximum(need_x, need_y).max(dim=1).values.clamp_min(0.5)
-    dist = d_min * _uniform(*config.distance_scale, b, gen)
+    # Log-uniform: a person filling the frame is as likely as one a sixth of its height (wide shots).
+    lo, hi = config.distance_scale
+    dist = d_min * torch.exp(_uniform(math.log(lo), math.log(hi), b, gen))
     position = target + direction * dist[:, None]
     # Pan/tilt so the subject lands anywhere in the free part of the image, not always at its centre.
     # Work in angles: a pan about the camera's y axis shifts every horizontal angle atan(x/z) exactly.

@@ -64,7 +64,8 @@ class CameraConfig:
         fov_deg: Field of view across the image's longer side, degrees.
         roll_deg: Maximum absolute camera roll, degrees.
         sizes: (width, height) image sizes in pixels, sampled uniformly.
-        distance_scale: Camera distance as a multiple of the closest distance that keeps the subject in frame.
+        distance_scale: Camera distance as a multiple of the closest distance that keeps the subject in frame
+            (sampled log-uniformly).
         margin: Fraction of the image kept free at the borders.
     """
 
@@ -73,7 +74,7 @@ class CameraConfig:
     fov_deg: tuple[float, float] = (40.0, 75.0)
     roll_deg: float = 5.0
     sizes: tuple[tuple[int, int], ...] = ((1920, 1080), (1280, 720), (1080, 1920), (1440, 1080), (1080, 1080))
-    distance_scale: tuple[float, float] = (1.0, 3.0)
+    distance_scale: tuple[float, float] = (1.0, 6.0)
     margin: float = 0.05
 
 

@@ -9,7 +9,7 @@ exact 2D ("gt") and with detector-like 2D ("noisy").
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -93,6 +93,8 @@ def evaluate(model: TemporalModel, clips: Sequence[Clip], camera: CameraConfig, 
         An :class:`EvalReport`.
     """
     gen = torch.Generator().manual_seed(seed)
+    # A segment's camera already frames several seconds of motion; do not shrink the person further.
+    camera = replace(camera, distance_scale=(1.0, min(2.0, camera.distance_scale[1])))
     jobs = [(clip.action, seg) for clip in clips for seg in _segments(clip, segment_frames)]
     sums: dict[str, dict[str, np.ndarray]] = {p: defaultdict(lambda: np.zeros(4)) for p in ("gt", "noisy")}
     counts: dict[str, int] = defaultdict(int)

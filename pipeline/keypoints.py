@@ -16,13 +16,38 @@ shoulders, elbows, wrists   the same COCO joints
 ============  ==========================================================
 
 A derived joint's score is the minimum of the scores it is built from.
+
+MediaPipe BlazePose-33 -> COCO-17 (``MEDIAPIPE_TO_COCO``; a plain index pick, no derived joints).
+MediaPipe's "left" is the person's left, as in COCO (checked on a frontal dancer: LEFT_SHOULDER is on the
+image right):
+
+==========  =========================   ==========  =========================
+COCO-17     MediaPipe landmark           COCO-17     MediaPipe landmark
+==========  =========================   ==========  =========================
+0 nose      0 NOSE                       9 l_wrist   15 LEFT_WRIST
+1 l_eye     2 LEFT_EYE                   10 r_wrist  16 RIGHT_WRIST
+2 r_eye     5 RIGHT_EYE                  11 l_hip    23 LEFT_HIP
+3 l_ear     7 LEFT_EAR                   12 r_hip    24 RIGHT_HIP
+4 r_ear     8 RIGHT_EAR                  13 l_knee   25 LEFT_KNEE
+5 l_should  11 LEFT_SHOULDER             14 r_knee   26 RIGHT_KNEE
+6 r_should  12 RIGHT_SHOULDER            15 l_ankle  27 LEFT_ANKLE
+7 l_elbow   13 LEFT_ELBOW                16 r_ankle  28 RIGHT_ANKLE
+8 r_elbow   14 RIGHT_ELBOW
+==========  =========================   ==========  =========================
+
+A COCO joint's score is the landmark's visibility (times its presence where MediaPipe reports one), and
+at most ``MediaPipeConfig.outside_score`` when the landmark lies outside the image.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
+import cv2
 import numpy as np
 
-from pipeline.errors import ShapeError
+from pipeline.errors import ConfigError, ModelError, ShapeError
 from pipeline.skeleton import COCO17, H36M17
 
 # H36M index -> COCO index for the joints that exist in both.
@@ -92,3 +117,282 @@ def fill_gaps(keypoints: np.ndarray) -> np.ndarray:
         if not ok.all():
             flat[:, col] = np.interp(t, t[ok], flat[ok, col])
     return flat.reshape(out.shape).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MediaPipe BlazePose backend (offline; the wheel bundles the model_complexity=1 weights).
+
+# COCO-17 index -> MediaPipe landmark index (see the table in the module docstring).
+MEDIAPIPE_TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+_GREY = (128, 128, 128)
+
+
+def mediapipe_to_coco(landmarks: np.ndarray) -> np.ndarray:
+    """Pick the COCO-17 joints out of MediaPipe's 33 landmarks.
+
+    Args:
+        landmarks: (..., 33, C) any per-landmark values (pixels, visibilities, ...).
+
+    Returns:
+        (..., 17, C) in COCO-17 order.
+    """
+    landmarks = np.asarray(landmarks)
+    if landmarks.ndim < 2 or landmarks.shape[-2] != 33:
+        raise ShapeError(f"MediaPipe landmarks must be (..., 33, C), got {landmarks.shape}")
+    return landmarks[..., MEDIAPIPE_TO_COCO, :]
+
+
+@dataclass(frozen=True)
+class MediaPipeConfig:
+    """Settings of the MediaPipe multi-person search (BlazePose finds one person per call).
+
+    Attributes:
+        max_people: Most people looked for per frame (each costs one BlazePose call, plus one that finds nobody).
+        min_detection_confidence: BlazePose person-detector threshold.
+        min_person_score: People whose mean COCO joint confidence is lower are dropped (masking leftovers).
+        box_expand: A person's box is the landmarks' bounding box grown by this fraction of its size on every
+            side (it is the Detections box, and the area greyed out when mask="box").
+        mask: How a found person is hidden from the next call: "silhouette" (BlazePose's segmentation, dilated;
+            leaves people behind or beside them visible) or "box" (their whole box).
+        mask_fill: What a silhouette is painted with: "background" (smoothed surrounding colours) or "grey"
+            (whose person-shaped outline BlazePose tends to find again).
+        mask_dilate: Silhouette dilation radius as a fraction of the person's box height.
+        duplicate_overlap: A new person with more than this fraction of keypoints on greyed-out pixels is a
+            leftover of someone already found and is dropped (as is one with an earlier person's keypoints).
+        pad: Grey border added on every side before each call, as a fraction of the image's width / height.
+        outside_score: Cap on the confidence of landmarks outside the image (their position is a guess).
+        refine_crops: Re-run BlazePose on an upscaled square crop around small people.
+        refine_below: "Small": box height below this fraction of the image height.
+        refine_size: Side of the upscaled crop, pixels.
+    """
+
+    max_people: int = 4
+    min_detection_confidence: float = 0.5
+    min_person_score: float = 0.3
+    box_expand: float = 0.15
+    mask: str = "silhouette"
+    mask_fill: str = "background"
+    mask_dilate: float = 0.015
+    duplicate_overlap: float = 0.6
+    pad: float = 0.15
+    outside_score: float = 0.1
+    refine_crops: bool = False
+    refine_below: float = 0.4
+    refine_size: int = 512
+
+    def __post_init__(self) -> None:
+        if self.mask not in ("silhouette", "box"):
+            raise ConfigError(f"MediaPipeConfig.mask must be 'silhouette' or 'box', got {self.mask!r}")
+        if self.max_people < 1 or self.refine_size < 64 or not 0 <= self.outside_score <= 1:
+            raise ConfigError(f"bad MediaPipeConfig: max_people={self.max_people}, refine_size={self.refine_size}, "
+                              f"outside_score={self.outside_score}")
+
+
+@dataclass(frozen=True)
+class PersonKeypoints:
+    """One person found in one image.
+
+    Attributes:
+        keypoints: (17, 2) float32 COCO-17 pixels.
+        scores: (17,) float32 joint confidences in [0, 1].
+        box: (4,) float32 x1 y1 x2 y2 pixels (landmark box, expanded, clipped to the image).
+        score: Person confidence in [0, 1]: the mean of ``scores``.
+    """
+
+    keypoints: np.ndarray
+    scores: np.ndarray
+    box: np.ndarray
+    score: float
+
+
+def _grey_box(image: np.ndarray, box: np.ndarray) -> None:
+    """Paint ``box`` (x1 y1 x2 y2 px) of ``image`` grey in place, so the next BlazePose call looks elsewhere."""
+    h, w = image.shape[:2]
+    x1, y1 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
+    x2, y2 = min(int(np.ceil(box[2])), w), min(int(np.ceil(box[3])), h)
+    image[y1:y2, x1:x2] = _GREY
+
+
+def _background_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Inpaint ``mask`` from the colours around it (at reduced resolution: the fill only has to be plausible).
+
+    A flat grey silhouette still has a person's outline, which BlazePose's detector finds again.
+
+    Args:
+        image: (H, W, 3) uint8.
+        mask: (H, W) bool, the pixels to replace.
+
+    Returns:
+        (H, W, 3) uint8 image whose pixels under ``mask`` hold the fill (others are unspecified).
+    """
+    h, w = mask.shape
+    scale = min(1.0, 320.0 / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    small_mask = (cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
+    fill = cv2.inpaint(small, small_mask, 3, cv2.INPAINT_TELEA)
+    return cv2.resize(fill, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _overlap(box: np.ndarray, other: np.ndarray) -> float:
+    """Intersection of two x1 y1 x2 y2 boxes over the area of ``box``."""
+    iw = max(0.0, min(box[2], other[2]) - max(box[0], other[0]))
+    ih = max(0.0, min(box[3], other[3]) - max(box[1], other[1]))
+    area = max((box[2] - box[0]) * (box[3] - box[1]), 1e-6)
+    return float(iw * ih / area)
+
+
+class MediaPipePose:
+    """Multi-person COCO-17 keypoints from MediaPipe BlazePose by iterative masking.
+
+    BlazePose returns the single most prominent person. After each call that person is greyed out (their
+    silhouette from BlazePose's segmentation output, or their box) and BlazePose runs again, until nobody
+    is found or ``max_people`` are. Use as a context manager (or call :meth:`close`) to release the graph.
+    """
+
+    def __init__(self, config: MediaPipeConfig | None = None) -> None:
+        # Quiet MediaPipe's C++ logging unless the user asked for it; must precede the import.
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        try:
+            import mediapipe as mp
+        except ImportError as exc:  # pragma: no cover - mediapipe is a declared dependency
+            raise ModelError(f"the MediaPipe 2D backend needs the mediapipe package ({exc})") from None
+        self.config = config or MediaPipeConfig()
+        # model_complexity=1 is the only BlazePose model in the wheel; 0 and 2 would be downloaded.
+        self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
+                                            enable_segmentation=self.config.mask == "silhouette",
+                                            min_detection_confidence=self.config.min_detection_confidence)
+
+    def __enter__(self) -> "MediaPipePose":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the MediaPipe graph (idempotent)."""
+        if self._pose is not None:
+            self._pose.close()
+            self._pose = None
+
+    def estimate(self, image_bgr: np.ndarray, exclude=()) -> list[PersonKeypoints]:
+        """Find up to ``max_people`` people and their COCO-17 keypoints.
+
+        Args:
+            image_bgr: (H, W, 3) uint8 BGR image.
+            exclude: Boxes (x1 y1 x2 y2 px) greyed out before the search (people handled elsewhere).
+
+        Returns:
+            People in the order found (most prominent first).
+        """
+        if self._pose is None:
+            raise ModelError("MediaPipePose was closed")
+        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+            raise ShapeError(f"image must be (H, W, 3) uint8 BGR, got {image_bgr.shape} {image_bgr.dtype}")
+        work = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+        for box in exclude:
+            _grey_box(work, np.asarray(box, np.float64))
+        people: list[PersonKeypoints] = []
+        for _ in range(2 * self.config.max_people):  # rejected finds also cost a call; bound the loop
+            found = self._find(work)
+            if found is None:
+                break
+            person, silhouette = self._refine(work, *found) if self.config.refine_crops else found
+            duplicate = self._is_duplicate(work, person, people)
+            self._grey_person(work, person, found[1] if silhouette is None else silhouette)
+            if not duplicate and person.score >= self.config.min_person_score:
+                people.append(person)
+                if len(people) == self.config.max_people:
+                    break
+        return people
+
+    def _is_duplicate(self, work: np.ndarray, person: PersonKeypoints, people: list[PersonKeypoints]) -> bool:
+        """Whether ``person`` is an earlier one found again: same keypoints, or standing mostly on grey."""
+        for other in people:
+            height = max(float(other.box[3] - other.box[1]), 1.0)
+            if np.median(np.linalg.norm(person.keypoints - other.keypoints, axis=1)) < 0.1 * height:
+                return True
+        h, w = work.shape[:2]
+        xy = np.clip(person.keypoints.round().astype(int), 0, (w - 1, h - 1))
+        on_grey = (work[xy[:, 1], xy[:, 0]] == _GREY).all(axis=1)
+        return bool(people) and on_grey.mean() > self.config.duplicate_overlap
+
+    def _grey_person(self, work: np.ndarray, person: PersonKeypoints, silhouette: np.ndarray | None) -> None:
+        """Grey out a found person: the dilated silhouette when there is one, else the box."""
+        if silhouette is None or not silhouette.any():
+            _grey_box(work, person.box)
+            return
+        # Dilate by a few % of the person's height: the mask's edge misses hair and motion blur.
+        radius = max(3, int(self.config.mask_dilate * (person.box[3] - person.box[1])))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        mask = cv2.dilate(silhouette.astype(np.uint8), kernel) > 0
+        if self.config.mask_fill == "grey":
+            work[mask] = _GREY
+        else:
+            work[mask] = _background_fill(work, mask)[mask]
+
+    def _find(self, rgb: np.ndarray, to_image: np.ndarray | None = None,
+              size: tuple[int, int] | None = None) -> tuple[PersonKeypoints, np.ndarray | None] | None:
+        """Run BlazePose once on ``rgb``.
+
+        Args:
+            rgb: (h, w, 3) uint8 RGB image (the frame, or a crop of it).
+            to_image: (2, 3) affine from ``rgb``'s pixels to the frame's; None: ``rgb`` is the frame (padded
+                by ``config.pad`` here).
+            size: Frame (W, H) when ``rgb`` is a crop.
+
+        Returns:
+            (person in frame pixels, (H, W) bool silhouette or None), or None when nobody is found.
+        """
+        if to_image is None and self.config.pad > 0:
+            # A grey border lets BlazePose's detector find people cut by the image edge.
+            h, w = rgb.shape[:2]
+            px, py = round(self.config.pad * w), round(self.config.pad * h)
+            padded = cv2.copyMakeBorder(rgb, py, py, px, px, cv2.BORDER_CONSTANT, value=_GREY)
+            return self._find(padded, np.array([[1.0, 0, -px], [0, 1.0, -py]]), (w, h))
+        result = self._pose.process(rgb)
+        if result.pose_landmarks is None:
+            return None
+        h, w = rgb.shape[:2]
+        landmarks = np.empty((33, 3), np.float64)
+        for i, lm in enumerate(result.pose_landmarks.landmark):
+            # presence is unset (0) in the solutions API of 0.10.x; use it only where it is reported.
+            presence = lm.presence if lm.HasField("presence") else 1.0
+            landmarks[i] = lm.x * w, lm.y * h, lm.visibility * presence
+        mask = None if result.segmentation_mask is None else (result.segmentation_mask > 0.5).astype(np.uint8)
+        if to_image is not None:
+            landmarks[:, :2] = landmarks[:, :2] @ to_image[:, :2].T + to_image[:, 2]
+            if mask is not None:  # nearest: the mask is binary
+                mask = cv2.warpAffine(mask, to_image, size, flags=cv2.INTER_NEAREST)
+            w, h = size
+        return self._person(landmarks, w, h), None if mask is None else mask > 0
+
+    def _person(self, landmarks: np.ndarray, w: int, h: int) -> PersonKeypoints:
+        """Turn (33, 3) [x px, y px, confidence] landmarks in a W x H frame into a PersonKeypoints."""
+        xy, conf = landmarks[:, :2], np.clip(landmarks[:, 2], 0.0, 1.0)
+        outside = (xy[:, 0] < 0) | (xy[:, 0] >= w) | (xy[:, 1] < 0) | (xy[:, 1] >= h)
+        conf = np.where(outside, np.minimum(conf, self.config.outside_score), conf)
+        lo = np.clip(xy.min(axis=0), 0, (w, h))
+        hi = np.clip(xy.max(axis=0), 0, (w, h))
+        pad = self.config.box_expand * (hi - lo)
+        box = np.concatenate([np.maximum(lo - pad, 0), np.minimum(hi + pad, (w, h))]).astype(np.float32)
+        scores = mediapipe_to_coco(conf[:, None])[:, 0].astype(np.float32)
+        return PersonKeypoints(mediapipe_to_coco(xy).astype(np.float32), scores, box, float(scores.mean()))
+
+    def _refine(self, rgb: np.ndarray, person: PersonKeypoints,
+                silhouette: np.ndarray | None) -> tuple[PersonKeypoints, np.ndarray | None]:
+        """Re-run on an upscaled square crop around a small person; keep the result if it is the same person."""
+        h, w = rgb.shape[:2]
+        x1, y1, x2, y2 = person.box.astype(np.float64)
+        if y2 - y1 >= self.config.refine_below * h:
+            return person, silhouette
+        side = 1.25 * max(x2 - x1, y2 - y1)  # room around the person for BlazePose's detector
+        s = self.config.refine_size / side
+        x0, y0 = (x1 + x2 - side) / 2, (y1 + y2 - side) / 2
+        size = self.config.refine_size
+        crop = cv2.warpAffine(rgb, np.array([[s, 0, -s * x0], [0, s, -s * y0]]), (size, size),
+                              flags=cv2.INTER_LINEAR, borderValue=_GREY)
+        found = self._find(crop, np.array([[1 / s, 0, x0], [0, 1 / s, y0]]), (w, h))
+        if found is None or min(_overlap(found[0].box, person.box), _overlap(person.box, found[0].box)) < 0.5:
+            return person, silhouette
+        return found

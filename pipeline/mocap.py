@@ -251,16 +251,16 @@ def clean(motion: Motion) -> list[Motion]:
 
 
 def load_manifest(root: Path | str) -> list[ManifestEntry]:
-    """Read root/MANIFEST.tsv.
+    """Read a manifest: root/MANIFEST.tsv, or a .tsv file given directly.
 
     Args:
-        root: Folder holding MANIFEST.tsv; paths in it are relative to this folder.
+        root: Folder holding MANIFEST.tsv, or a manifest file; paths in it are relative to its folder.
 
     Returns:
         One entry per row, paths absolute, subjects without leading zeros.
     """
     root = Path(root).resolve()
-    path = root / "MANIFEST.tsv"
+    path, root = (root, root.parent) if root.is_file() else (root / "MANIFEST.tsv", root)
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
@@ -337,8 +337,9 @@ def load_dataset(root: Path | str, *, fps: float = 50.0, subjects: set[str] | No
     """Read, clean and resample every motion of a mocap folder, caching the result per file.
 
     Args:
-        root: Folder with MANIFEST.tsv (its capture_fps wins over file headers), or without one: every
-            .bvh/.amc(.gz) under it, subject from the file name (16_01.amc) or else the folder name.
+        root: Folder with MANIFEST.tsv (its capture_fps wins over file headers), a manifest .tsv file, or a
+            folder without one: every .bvh/.amc(.gz) under it, subject from the file name (16_01.amc) or
+            else the folder name.
         fps: Output frame rate.
         subjects: Keep only these subjects ("6" and "06" both match subject 6).
         progress: Called as progress(done, total) after each file.
@@ -349,9 +350,12 @@ def load_dataset(root: Path | str, *, fps: float = 50.0, subjects: set[str] | No
         Motions (pieces after :func:`clean`) at ``fps``, in manifest / file-name order.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"{root}: mocap folder not found")
-    entries = load_manifest(root) if (root / "MANIFEST.tsv").is_file() else _scan(root)
+    if root.is_file():
+        entries = load_manifest(root)
+    elif root.is_dir():
+        entries = load_manifest(root) if (root / "MANIFEST.tsv").is_file() else _scan(root)
+    else:
+        raise InputError(f"{root}: mocap folder or manifest not found")
     if subjects is not None:
         wanted = {_norm_subject(str(s)) for s in subjects}
         entries = [e for e in entries if e.subject in wanted]

@@ -1,18 +1,11 @@
-"""Stage 6, visual side: draw tracked 2D skeletons on the video and the 3D poses in a panel beside it.
+"""Stage 6, visual side: 2D skeletons drawn on the video, 3D poses in a panel beside or inside it.
 
-Three small pieces, each with one drawing method, composed by :class:`Renderer`:
-
-* :class:`SkeletonAnnotator` -- COCO-17 bones and joints over the video frame in the track's colour.
-* :class:`Pose3DPanel` -- every person's H36M-17 pose in one perspective view with a floor grid, seen
-  by a virtual camera that is fixed or slowly orbits the vertical axis.
-* :class:`Renderer` -- lays the two out ("side", "pip" or "overlay") into one reused BGR buffer.
-
-Only OpenCV and numpy: a 1080p frame costs a few milliseconds. Everything that does not change from
-frame to frame (colours, bone tables, grid geometry, the background) is computed once.
-
-3D scene frame: the camera frame of the poses (x right, y down, z forward, metres) shifted so the floor
-is ``y = 0``. The virtual camera at azimuth 0 sits where the real camera is, so the panel is never
-mirrored relative to the video.
+:class:`SkeletonAnnotator` draws COCO-17 skeletons on the frame, :class:`Pose3DPanel` every H36M-17 pose
+in one perspective view over a floor grid (fixed or orbiting camera), :class:`Renderer` lays them out
+into one reused buffer. OpenCV and numpy only, a few ms per 1080p frame: colours, bone tables, grid
+geometry and the background are computed once. The 3D scene is the poses' camera frame (x right, y down, z forward,
+metres) with the floor at ``y = 0``; the virtual camera at azimuth 0 sits where the real camera is, so
+the panel is never mirrored relative to the video.
 """
 
 from __future__ import annotations
@@ -42,13 +35,13 @@ _H36M_HEAD, _H36M_ANKLES = H36M17.index("head"), [H36M17.index("l_ankle"), H36M1
 _COCO_HIPS = [COCO17.index("l_hip"), COCO17.index("r_hip")]
 
 
-def _bones_and_sides(skeleton: Skeleton, extra: tuple[tuple[int, int], ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+def _bones_and_sides(skeleton: Skeleton, extra: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
     """Bone table and side of each bone (0 centre, 1 left, 2 right). Returns: (B, 2) and (B,) int."""
     bones = np.array(skeleton.bones + extra, np.int64)
-    left, right = set(skeleton.left), set(skeleton.right)
-    is_left = np.array([bool({a, b} & left) and not {a, b} & right for a, b in bones])
-    is_right = np.array([bool({a, b} & right) and not {a, b} & left for a, b in bones])
-    return bones, np.where(is_left, 1, np.where(is_right, 2, 0))
+    side = {**dict.fromkeys(skeleton.left, 1), **dict.fromkeys(skeleton.right, 2)}
+    # A bone touching one side only (nose -> l_shoulder included) is that side's; otherwise centre.
+    touched = [{side.get(a, 0), side.get(b, 0)} - {0} for a, b in bones.tolist()]
+    return bones, np.array([t.pop() if len(t) == 1 else 0 for t in touched], np.int64)
 
 
 # The COCO drawing tree lacks the cross links that make a torso readable: add shoulders and hips.
@@ -65,7 +58,8 @@ class RenderConfig:
             bottom-right corner) or "overlay" (2D skeletons only, no panel).
         panel_size: Panel side in pixels; None = video height ("side") or a third of it ("pip").
         orbit_deg_per_s: Virtual camera turn rate around the vertical axis, degrees/s (0 = fixed).
-        azimuth_deg: Virtual camera azimuth at time 0, degrees (0 = the real camera's viewpoint).
+        azimuth_deg: Virtual camera azimuth at time 0, degrees: 0 = the real camera's viewpoint, 90 =
+            from the video's right side (+x), looking back towards -x.
         elevation_deg: Virtual camera height above the horizon, degrees (positive looks down).
         fov_deg: Virtual camera field of view, degrees.
         scene_width_m: Metres the full video width maps to when people are placed side by side.
@@ -94,18 +88,19 @@ class RenderConfig:
     grid_step_m: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise ConfigError(f"render layout must be one of {LAYOUTS}, got {self.layout!r}")
-        if self.panel_size is not None and self.panel_size < 16:
-            raise ConfigError(f"panel_size must be >= 16 pixels, got {self.panel_size}")
-        if not (0.0 <= self.hide_score <= self.min_score <= 1.0 and 0.0 < self.faint_alpha <= 1.0):
-            raise ConfigError(f"need 0 <= hide_score <= min_score <= 1 and 0 < faint_alpha <= 1, got "
-                              f"{self.hide_score}, {self.min_score}, {self.faint_alpha}")
-        if not (1.0 <= self.fov_deg <= 120.0 and -89.0 <= self.elevation_deg <= 89.0):
-            raise ConfigError(f"fov_deg must be in [1, 120] and elevation_deg in [-89, 89], got "
-                              f"{self.fov_deg}, {self.elevation_deg}")
-        if self.scene_width_m <= 0 or self.grid_step_m <= 0 or (self.line_thickness or 1) < 1:
-            raise ConfigError("scene_width_m, grid_step_m and line_thickness must be positive")
+        checks = {
+            f"layout must be one of {LAYOUTS}": self.layout in LAYOUTS,
+            "panel_size must be >= 16 pixels": (self.panel_size or 16) >= 16,
+            "need 0 <= hide_score <= min_score <= 1": 0.0 <= self.hide_score <= self.min_score <= 1.0,
+            "faint_alpha must be in (0, 1]": 0.0 < self.faint_alpha <= 1.0,
+            "fov_deg must be in [1, 120]": 1.0 <= self.fov_deg <= 120.0,
+            "elevation_deg must be in [-89, 89]": -89.0 <= self.elevation_deg <= 89.0,
+            "scene_width_m, grid_step_m, line_thickness must be positive":
+                self.scene_width_m > 0 and self.grid_step_m > 0 and (self.line_thickness or 1) >= 1,
+        }
+        for message, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"render config: {message}; got {self}")
 
 
 @dataclass(frozen=True)
@@ -138,15 +133,13 @@ class PersonFrame:
 def track_color(track_id: int) -> tuple[int, int, int]:
     """Stable, distinct BGR colour for a track id.
 
-    Hues step by the golden ratio so neighbouring ids are far apart; saturation and value cycle with
-    the id so ids with close hues still differ. All colours stay bright enough for a dark background.
-
     Args:
         track_id: Any int.
 
     Returns:
-        (b, g, r) ints in [0, 255].
+        (b, g, r) ints in [0, 255], bright enough for a dark background.
     """
+    # Golden-ratio hue steps keep neighbouring ids apart; saturation/value cycles split close hues.
     hue = (0.11 + track_id * 0.6180339887) % 1.0
     sat = (0.95, 0.60, 0.80)[track_id % 3]
     val = (1.0, 0.78)[(track_id // 3) % 2]
@@ -158,9 +151,7 @@ def track_color(track_id: int) -> tuple[int, int, int]:
 def _shades(track_id: int) -> tuple[tuple[int, int, int], ...]:
     """Centre, left and right shades of a track colour: left lighter, right darker, so sides read."""
     base = np.array(track_color(track_id), np.float32)
-    left = base + 0.45 * (255.0 - base)
-    right = 0.62 * base
-    return tuple(tuple(int(round(c)) for c in col) for col in (base, left, right))
+    return tuple(tuple(np.round(c).astype(int).tolist()) for c in (base, base + 0.45 * (255 - base), 0.62 * base))
 
 
 def frames_of(tracks: list[Track]) -> Callable[[int], list[PersonFrame]]:
@@ -170,17 +161,21 @@ def frames_of(tracks: list[Track]) -> Callable[[int], list[PersonFrame]]:
         tracks: Tracks over the clip (with or without ``poses3d``).
 
     Returns:
-        ``lookup(frame_index) -> list[PersonFrame]`` (empty list where nobody is seen), O(1) per call.
-        PersonFrames hold views into the track arrays, not copies.
+        ``lookup(frame_index) -> list[PersonFrame]`` (empty where nobody is seen): a dict look-up, no
+        scan over tracks. The PersonFrames hold views into the track arrays, not copies.
     """
-    index: dict[int, list[PersonFrame]] = defaultdict(list)
+    # (track, row) pairs, not PersonFrames: a long clip stays small; the few per frame are built on demand.
+    index: dict[int, list[tuple[Track, int]]] = defaultdict(list)
     for track in tracks:
         for row, frame in enumerate(track.frames.tolist()):
-            pose = None if track.poses3d is None else track.poses3d[row]
-            index[frame].append(PersonFrame(track.track_id, track.keypoints[row], track.scores[row], pose,
-                                            bool(track.interpolated[row])))
-    index = dict(index)    # a plain dict: looking up a missing frame must not grow it
-    return lambda frame: index.get(int(frame), [])
+            index[frame].append((track, row))
+
+    def lookup(frame: int) -> list[PersonFrame]:
+        return [PersonFrame(t.track_id, t.keypoints[r], t.scores[r],
+                            None if t.poses3d is None else t.poses3d[r], bool(t.interpolated[r]))
+                for t, r in index.get(int(frame), ())]
+
+    return lookup
 
 
 class SkeletonAnnotator:
@@ -188,8 +183,7 @@ class SkeletonAnnotator:
 
     def __init__(self, config: RenderConfig, width: int, height: int):
         """Args: config: Render settings. width, height: Frame size in pixels."""
-        self.config = config
-        short = min(width, height)
+        self.config, short = config, min(width, height)
         self.thickness = config.line_thickness or max(1, round(short / 360))
         self.radius = self.thickness + 1
         self.font_scale = max(0.4, short / 1800)
@@ -208,16 +202,15 @@ class SkeletonAnnotator:
     def _draw_person(self, image: np.ndarray, person: PersonFrame) -> None:
         """Faint parts first (blended), then confident bones and joints, then the id label."""
         kp = np.asarray(person.keypoints2d, np.float64)
-        scores = np.nan_to_num(np.asarray(person.scores2d, np.float64))
+        scores = np.asarray(person.scores2d, np.float64)          # NaN compares False: hidden
         visible = np.isfinite(kp).all(axis=1) & (scores >= self.config.hide_score)
         if not visible.any():
             return
         strong = visible & (scores >= self.config.min_score)
-        pts = np.round(np.where(visible[:, None], kp, 0.0) * _ONE).astype(np.int32)
-        a, b = _COCO_BONES[:, 0], _COCO_BONES[:, 1]
-        bone_vis, bone_strong = visible[a] & visible[b], strong[a] & strong[b]
-        shades = _shades(person.track_id)
-        faint_bones, faint_joints = bone_vis & ~bone_strong, visible & ~strong
+        pts = np.round(np.clip(np.where(visible[:, None], kp, 0.0), -1e5, 1e5) * _ONE).astype(np.int32)
+        a, b = _COCO_BONES.T
+        bone_strong, shades = strong[a] & strong[b], _shades(person.track_id)
+        faint_bones, faint_joints = visible[a] & visible[b] & ~bone_strong, visible & ~strong
         if faint_bones.any() or faint_joints.any():
             self._draw_faint(image, pts, faint_bones, faint_joints, shades, person.interpolated)
         self._draw_parts(image, pts, bone_strong, strong, shades, person.interpolated, self.thickness)
@@ -227,19 +220,19 @@ class SkeletonAnnotator:
     def _draw_parts(self, image: np.ndarray, pts: np.ndarray, bones: np.ndarray, joints: np.ndarray,
                     shades: tuple, hollow: bool, thickness: int) -> None:
         """Draw the selected bones then joints. pts: (17, 2) int32 in 1/16 px; bones/joints: masks."""
-        for (i, j), side in zip(_COCO_BONES[bones], _COCO_SIDES[bones]):
-            cv2.line(image, pts[i], pts[j], shades[side], thickness, cv2.LINE_AA, _SHIFT)
+        xy = pts.tolist()                                 # cv2 parses lists faster than array rows
+        for (i, j), side in zip(_COCO_BONES[bones].tolist(), _COCO_SIDES[bones].tolist()):
+            cv2.line(image, xy[i], xy[j], shades[side], thickness, cv2.LINE_AA, _SHIFT)
         # Interpolated frames get hollow joints: the pose there is a guess, not a detection.
         fill = max(1, thickness // 2) if hollow else -1
-        for k in np.flatnonzero(joints):
-            cv2.circle(image, pts[k], self.radius * _ONE, shades[0], fill, cv2.LINE_AA, _SHIFT)
+        for k in np.flatnonzero(joints).tolist():
+            cv2.circle(image, xy[k], self.radius * _ONE, shades[0], fill, cv2.LINE_AA, _SHIFT)
 
     def _draw_faint(self, image: np.ndarray, pts: np.ndarray, bones: np.ndarray, joints: np.ndarray,
                     shades: tuple, hollow: bool) -> None:
         """Alpha-blend low-confidence parts, touching only their bounding box (cheap at 1080p)."""
-        used = np.zeros(17, bool)
+        used = joints.copy()
         used[_COCO_BONES[bones].ravel()] = True
-        used |= joints
         pad = self.radius + self.thickness + 2
         h, w = image.shape[:2]
         x0, y0 = np.maximum(pts[used].min(axis=0) // _ONE - pad, 0)
@@ -250,20 +243,18 @@ class SkeletonAnnotator:
         layer = roi.copy()
         shifted = pts - np.array([x0, y0], np.int32) * _ONE
         self._draw_parts(layer, shifted, bones, joints, shades, hollow, max(1, self.thickness - 1))
-        alpha = self.config.faint_alpha
-        cv2.addWeighted(layer, alpha, roi, 1.0 - alpha, 0.0, dst=roi)
+        cv2.addWeighted(layer, self.config.faint_alpha, roi, 1.0 - self.config.faint_alpha, 0.0, dst=roi)
 
     def _draw_label(self, image: np.ndarray, kp: np.ndarray, visible: np.ndarray, track_id: int) -> None:
-        """"#id" in a box of the track colour just above the highest visible keypoint."""
-        head = visible.copy()
-        head[5:] = False
-        x = float(np.mean(kp[head if head.any() else visible, 0]))
-        top = float(np.min(kp[visible, 1]))
+        """"#id" in a box of the track colour just above the head (or the highest keypoint without one)."""
+        head = visible & (np.arange(17) < 5)              # COCO 0-4: nose, eyes, ears
+        near = head if head.any() else visible
+        x, top = float(np.mean(kp[near, 0])), float(np.min(kp[near, 1]))
         text = f"#{track_id}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, self.font_scale, self.font_thickness)
         h, w = image.shape[:2]
         x0 = int(min(max(x - tw / 2 - 3, 0), max(w - tw - 6, 0)))
-        y1 = int(min(max(top - 2 * self.radius, th + base + 6), h))
+        y1 = int(min(max(top - th - base - 2 * self.radius, th + base + 6), h))   # clear of the scalp
         color = track_color(track_id)
         cv2.rectangle(image, (x0, y1 - th - base - 6), (x0 + tw + 6, y1), color, -1)
         ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)
@@ -280,24 +271,18 @@ class Pose3DPanel:
         half_fov = math.radians(config.fov_deg) / 2
         self.focal = size / 2 / math.tan(half_fov)
         # Fit a sphere holding the people (scene width across, ~2 m tall) into the view cone.
-        radius = math.hypot(config.scene_width_m / 2, 1.0)
-        self.distance = radius / math.sin(half_fov)
+        self.radius = math.hypot(config.scene_width_m / 2, 1.0)
+        self.distance = self.radius / math.sin(half_fov)
         self.target = np.array([0.0, -0.9, 0.0])          # mid-height of a standing person (y down)
         self.thickness = max(2, round(size / 240))
-        self.background = np.empty((size, size, 3), np.uint8)
-        self.background[:] = _BACKGROUND
-        self.grid_lines = self._grid_lines(config.scene_width_m / 2 + 0.5, config.grid_step_m)
+        self.background = np.full((size, size, 3), _BACKGROUND, np.uint8)
+        # Floor (y = 0) grid segments, (L, 2, 3) metres, and the two through the centre drawn brighter.
+        n = int((config.scene_width_m / 2 + 0.5) // config.grid_step_m)
+        ticks, ext = np.arange(-n, n + 1) * config.grid_step_m, n * config.grid_step_m
+        self.grid_lines = np.array([[(-ext, 0, t), (ext, 0, t)] for t in ticks]
+                                   + [[(t, 0, -ext), (t, 0, ext)] for t in ticks], np.float64)
+        self.grid_axes = [n, 3 * n + 1]
         self._static: np.ndarray | None = None            # cached background + grid for a fixed camera
-
-    @staticmethod
-    def _grid_lines(half: float, step: float) -> np.ndarray:
-        """Floor (y = 0) grid segments. Returns: (L, 2, 3) metres; the two lines through 0 come first."""
-        n = int(half // step)
-        ticks = np.concatenate([[0.0], np.arange(-n, n + 1)[np.arange(-n, n + 1) != 0] * step])
-        ext = n * step
-        along_x = [[(-ext, 0.0, t), (ext, 0.0, t)] for t in ticks]
-        along_z = [[(t, 0.0, -ext), (t, 0.0, ext)] for t in ticks]
-        return np.array([along_x[0], along_z[0]] + along_x[1:] + along_z[1:], np.float64)
 
     def rotation(self, time: float) -> np.ndarray:
         """Scene-to-virtual-camera rotation at ``time`` seconds. Returns: (3, 3)."""
@@ -311,12 +296,9 @@ class Pose3DPanel:
     def project(self, points: np.ndarray, rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Perspective-project scene points into the panel.
 
-        Args:
-            points: (..., 3) scene metres.
-            rotation: (3, 3) from :meth:`rotation`.
+        Args: points: (..., 3) scene metres. rotation: (3, 3) from :meth:`rotation`.
 
-        Returns:
-            (..., 2) int32 pixel coordinates in 1/16 px, and (...,) depth in metres along the view axis.
+        Returns: (..., 2) int32 pixels in 1/16 px, and (...,) depth along the view axis, metres.
         """
         cam = (points - self.target) @ rotation.T
         depth = np.maximum(cam[..., 2] + self.distance, 1e-3)
@@ -328,13 +310,11 @@ class Pose3DPanel:
 
         Returns: (17, 3) metres, or None when there is no usable 3D pose.
         """
-        if person.pose3d is None:
-            return None
-        pose = np.asarray(person.pose3d, np.float64)
-        if not np.isfinite(pose).all():
+        pose = None if person.pose3d is None else np.asarray(person.pose3d, np.float64)
+        if pose is None or not np.isfinite(pose).all():
             return None
         kp = np.asarray(person.keypoints2d, np.float64)
-        ok = np.isfinite(kp).all(axis=1) & (np.nan_to_num(person.scores2d) >= self.config.hide_score)
+        ok = np.isfinite(kp).all(axis=1) & (np.asarray(person.scores2d) >= self.config.hide_score)
         hips = ok[_COCO_HIPS].all()
         u = kp[_COCO_HIPS, 0].mean() if hips else (kp[ok, 0].mean() if ok.any() else self.frame_width / 2)
         shift = (u / self.frame_width - 0.5) * self.config.scene_width_m
@@ -356,9 +336,13 @@ class Pose3DPanel:
             return
         uv, depth = self.project(np.stack([pose for _, pose in placed]), rotation)
         self._draw_bones(panel, uv, depth)
-        if self.config.show_ids:
-            for (track_id, _), head in zip(placed, uv[:, _H36M_HEAD]):
-                self._draw_tag(panel, head // _ONE, track_id)
+        if self.config.show_ids:                          # a square of the track colour and the id
+            s = max(8, self.size // 50)
+            for (track_id, _), (x, y) in zip(placed, (uv[:, _H36M_HEAD] // _ONE).tolist()):
+                x, y, color = x - s // 2, y - 3 * s, track_color(track_id)
+                cv2.rectangle(panel, (x, y), (x + s, y + s), color, -1)
+                cv2.putText(panel, str(track_id), (x + s + 3, y + s), cv2.FONT_HERSHEY_SIMPLEX,
+                            max(0.35, s / 22), color, max(1, s // 12), cv2.LINE_AA)
 
     def _draw_background(self, panel: np.ndarray, rotation: np.ndarray) -> None:
         """Background and floor grid; cached when the camera never moves."""
@@ -367,46 +351,37 @@ class Pose3DPanel:
             return
         np.copyto(panel, self.background)
         if self.config.grid:
-            uv, _ = self.project(self.grid_lines, rotation)
-            cv2.polylines(panel, list(uv[2:]), False, _GRID, 1, cv2.LINE_AA, _SHIFT)
-            cv2.polylines(panel, list(uv[:2]), False, _GRID_AXES, 1, cv2.LINE_AA, _SHIFT)
+            uv = list(self.project(self.grid_lines, rotation)[0])
+            cv2.polylines(panel, uv, False, _GRID, 1, cv2.LINE_AA, _SHIFT)
+            cv2.polylines(panel, [uv[i] for i in self.grid_axes], False, _GRID_AXES, 1, cv2.LINE_AA, _SHIFT)
         if self.config.orbit_deg_per_s == 0:
             self._static = panel.copy()
 
     def _draw_bones(self, panel: np.ndarray, uv: np.ndarray, depth: np.ndarray) -> None:
         """All bones of all people, far to near, darker and thinner with distance.
 
-        Args:
-            uv: (P, 17, 2) int32 1/16 px. depth: (P, 17) metres.
+        Args: uv: (P, 17, 2) int32 in 1/16 px. depth: (P, 17) metres.
         """
         a, b = _H36M_BONES[:, 0], _H36M_BONES[:, 1]
         mid = (depth[:, a] + depth[:, b]) / 2                       # (P, B)
         # Brightness 1 at the near edge of the scene sphere, ~0.55 at the far edge.
-        reach = self.distance * math.sin(math.radians(self.config.fov_deg) / 2)
-        shade = np.clip(0.78 - 0.22 * (mid - self.distance) / reach, 0.45, 1.0)
+        shade = np.clip(0.78 - 0.22 * (mid - self.distance) / self.radius, 0.45, 1.0)
         width = np.maximum(1, np.round(self.thickness * self.distance / mid)).astype(int)
         colors = (_SIDE_BGR[_H36M_SIDES][None] * shade[..., None]).astype(int)   # (P, B, 3)
         order = np.argsort(-mid, axis=None)
+        order = order[(np.minimum(depth[:, a], depth[:, b]) > 0.1).ravel()[order]]  # drop bones behind us
         p_idx, b_idx = np.unravel_index(order, mid.shape)
+        xy, colors, width, bones = uv.tolist(), colors.tolist(), width.tolist(), _H36M_BONES.tolist()
         for p, k in zip(p_idx.tolist(), b_idx.tolist()):
-            i, j = _H36M_BONES[k]
-            cv2.line(panel, uv[p, i], uv[p, j], colors[p, k].tolist(), int(width[p, k]), cv2.LINE_AA, _SHIFT)
-        for p in range(len(uv)):
-            r = max(2, round(1.8 * self.thickness * self.distance / depth[p, _H36M_HEAD]))
-            cv2.circle(panel, uv[p, _H36M_HEAD], r * _ONE, tuple(_SIDE_BGR[0].tolist()), -1, cv2.LINE_AA, _SHIFT)
-
-    def _draw_tag(self, panel: np.ndarray, head: np.ndarray, track_id: int) -> None:
-        """A small square of the track colour with the id, above the head."""
-        s = max(6, self.size // 60)
-        x, y = int(head[0]) - s // 2, int(head[1]) - 3 * s
-        color = track_color(track_id)
-        cv2.rectangle(panel, (x, y), (x + s, y + s), color, -1)
-        cv2.putText(panel, str(track_id), (x + s + 3, y + s), cv2.FONT_HERSHEY_SIMPLEX, s / 22, color,
-                    max(1, s // 12), cv2.LINE_AA)
+            i, j = bones[k]
+            cv2.line(panel, xy[p][i], xy[p][j], colors[p][k], width[p][k], cv2.LINE_AA, _SHIFT)
+        for p, z in enumerate(depth[:, _H36M_HEAD].clip(0.1).tolist()):
+            r = max(2, round(1.8 * self.thickness * self.distance / z))
+            cv2.circle(panel, xy[p][_H36M_HEAD], r * _ONE, _SIDE_BGR[0].tolist(), -1, cv2.LINE_AA, _SHIFT)
 
 
 def _even(n: int) -> int:
-    return n + (n & 1)
+    return n + (n & 1)                                    # H.264 (yuv420p) needs even sizes
 
 
 class Renderer:
@@ -418,8 +393,7 @@ class Renderer:
             raise ShapeError(f"bad video size {width}x{height} or fps {fps}")
         self.config, self.width, self.height, self.fps = config, width, height, fps
         self.annotator = SkeletonAnnotator(config, width, height)
-        self.panel_size = 0
-        self.panel_origin = (0, 0)
+        self.panel_size, self.panel_origin = 0, (0, 0)
         if config.layout == "side":
             self.panel_size = _even(config.panel_size or height)
             self.panel_origin = (width, 0)
@@ -454,13 +428,13 @@ class Renderer:
             copy it to keep it.
         """
         if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
-            raise ShapeError(f"frame must be ({self.height}, {self.width}, 3) uint8, got {image.shape} {image.dtype}")
+            raise ShapeError(f"frame must be ({self.height}, {self.width}, 3) uint8, got "
+                             f"{image.shape} {image.dtype}")
         video = self._out[:self.height, :self.width]
         np.copyto(video, image)
         self.annotator.annotate(video, people)
         if self.panel is not None:
-            x, y = self.panel_origin
-            s = self.panel_size
+            (x, y), s = self.panel_origin, self.panel_size
             self.panel.draw(self._out[y:y + s, x:x + s], people, time)
             if self.config.layout == "pip":
                 cv2.rectangle(self._out, (x - 1, y - 1), (x + s, y + s), (200, 200, 200), 2)

@@ -9,7 +9,6 @@ consecutive output frames. Each epoch ends with a validation pass on held-out su
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,7 +52,7 @@ def load_split(config: TrainConfig, progress: Callable[[int, int], None] | None 
 
     root = Path(config.data)
     if not root.exists():
-        raise InputError(f"mocap folder not found: {root} (pass --data or set `data:` in the config)")
+        raise InputError(f"mocap folder or manifest not found: {root} (pass --data or set `data:` in the config)")
     motions = load_dataset(root, fps=config.fps, progress=progress)
     parts: dict[str, list[Clip]] = {"train": [], "val": [], "test": []}
     for m in motions:
@@ -137,7 +136,6 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(config.seed)
     split = split or load_split(config)
     k = config.loss.frames
@@ -179,6 +177,6 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
             save_checkpoint(best_path, model, train_fps=config.fps,
                             extra={"epoch": epoch, "val_mpjpe_mm": val, "config": to_dict(config)})
         if progress:
-            progress(TrainProgress(epoch, config.epochs, steps - 1, steps, float(terms.total),
-                                   float(terms.mpjpe) * 1000, lr, 0.0, val_mpjpe_mm=val))
+            progress(TrainProgress(epoch, config.epochs, steps - 1, steps, terms.total.item(),
+                                   terms.mpjpe.item() * 1000, lr, 0.0, val_mpjpe_mm=val))
     return TrainResult(best_path, last, best, config.epochs - start)

@@ -1,0 +1,545 @@
+"""Stage 1: decode any video ffmpeg reads into frames, and encode frames to H.264 mp4, in bounded memory.
+
+Decoding: ffmpeg pipes raw BGR24 frames and we read exactly W*H*3 bytes per frame. Each frame's time comes
+from a ``showinfo`` filter on stderr (drained on a thread), and ``-fps_mode passthrough`` stops ffmpeg from
+duplicating or dropping frames, so variable-frame-rate clips keep their real timing. ffmpeg auto-rotates
+clips with rotation metadata (phones): images and :class:`VideoInfo` sizes are in display orientation.
+
+Encoding: a rawvideo pipe carries no timestamps, so frames go to ffmpeg as an uncompressed Matroska stream
+with microsecond times; libx264 yuv420p +faststart is written to a temp file beside the output and renamed
+into place only on success. Only the ffmpeg binary is needed: imageio-ffmpeg ships no ffprobe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import queue
+import re
+import secrets
+import shutil
+import subprocess
+import threading
+from collections import deque
+from pathlib import Path
+from typing import IO, Iterator
+
+import numpy as np
+
+from pipeline.errors import InputError, Pose3DError, ShapeError
+from pipeline.types import Frame, VideoInfo
+
+_PIPE, _NULL = subprocess.PIPE, subprocess.DEVNULL
+_NOPTS = -(2**63)                       # AV_NOPTS_VALUE as framecrc prints it
+_VIDEO = "0:V:0"                        # first video stream that is not cover art
+_PREFIX = re.compile(r"^\[[^\]]* @ (0x)?[0-9a-f]+\]\s*")
+_STREAM = re.compile(r"^\s*Stream #\d+:\d+\S*: (\w+): (\w+)")
+_SHOWINFO = re.compile(r"\bn:\s*\d+\s+pts:\s*\S+\s+pts_time:(\S+)")
+_FAILURE = re.compile(r"error|invalid|not found|partial|corrupt|denied|no such|unsupported", re.I)
+
+
+def ffmpeg_exe() -> str:
+    """Path of ffmpeg: a system ``ffmpeg`` on PATH if any, else the one bundled with imageio-ffmpeg.
+
+    Raises:
+        Pose3DError: Neither is available.
+    """
+    if exe := shutil.which("ffmpeg"):
+        return exe
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as err:
+        raise Pose3DError("no ffmpeg found: pip install imageio-ffmpeg, or install ffmpeg on PATH") from err
+
+
+@functools.lru_cache(maxsize=8)
+def _caps(exe: str) -> tuple[str, str]:
+    """(frame-mode option, showinfo filter) this ffmpeg accepts: the spellings changed in ffmpeg 5."""
+    def help_text(topic: str) -> str:
+        run = subprocess.run([exe, "-hide_banner", "-h", topic], stdin=_NULL, capture_output=True)
+        return (run.stdout + run.stderr).decode("utf-8", "replace")
+
+    mode = "-fps_mode" if "-fps_mode" in help_text("long") else "-vsync"
+    # Checksumming every 1080p frame costs real CPU and only the timestamp is wanted.
+    return mode, "showinfo=checksum=0" if "checksum" in help_text("filter=showinfo") else "showinfo"
+
+
+def _url(path) -> str:
+    """ffmpeg file name: the ``file:`` protocol keeps names with ':' or a leading '-' from being misread."""
+    return "file:" + os.path.abspath(path)
+
+
+def _reason(lines) -> str:
+    """The most telling line of an ffmpeg log, without its ``[demuxer @ 0x..]`` prefix."""
+    skip = ("Input #", "Output #", "Error opening input file", "At least one")   # header or no news
+    clean = [_PREFIX.sub("", line).strip() for line in lines if not line[:1].isspace()]
+    clean = [line for line in clean if line and not line.startswith(skip)]
+    return ([line for line in clean if _FAILURE.search(line)] or clean or ["ffmpeg gave no reason"])[0]
+
+
+def _source(path) -> Path:
+    """``path`` as a Path if it names a non-empty readable file, else InputError saying what is wrong."""
+    p = Path(path)
+    if not p.exists() or p.is_dir():
+        raise InputError(f"{p}: " + ("is a folder, not a video file" if p.is_dir() else "no such file; check the path"))
+    try:
+        with open(p, "rb") as f:
+            empty = not f.read(1)
+    except OSError as err:
+        raise InputError(f"{p}: cannot be read ({err.strerror}); check its permissions") from err
+    if empty:
+        raise InputError(f"{p}: file is empty (0 bytes); re-export or re-copy the video")
+    return p
+
+
+def _parse_header(log: str) -> dict:
+    """Facts from ``ffmpeg -i`` stderr about the input and its first video stream that is not cover art.
+
+    Returns:
+        dict: ``input`` (ffmpeg opened it), ``codec``, ``size`` ((w, h) as stored, or None), ``fps`` (nominal
+        Hz or None), ``duration`` (container seconds or None), ``rotation`` (clockwise degrees), ``has_audio``.
+    """
+    out = {"input": "Input #0" in log, "codec": None, "size": None, "fps": None, "duration": None,
+           "rotation": 0, "has_audio": False}
+    log = re.split(r"^(?:Output #|Stream mapping:)", log, maxsplit=1, flags=re.M)[0]
+    if m := re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", log):
+        out["duration"] = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+    block, video = None, []
+    for line in log.splitlines():
+        if m := _STREAM.match(line):
+            block, out["has_audio"] = None, out["has_audio"] or m[1] == "Audio"
+            if m[1] == "Video" and out["codec"] is None and "attached pic" not in line:
+                block, out["codec"] = video, m[2]
+                if size := re.search(r", (\d+)x(\d+)", line):
+                    out["size"] = (int(size[1]), int(size[2]))
+                if fps := re.search(r" ([\d.]+) (?:fps|tbr)", line):
+                    out["fps"] = float(fps[1]) or None
+        elif block is not None:
+            block.append(line)
+    text = "\n".join(video)
+    # The display matrix angle is counter-clockwise; an old-style "rotate" tag is clockwise.
+    if m := re.search(r"display ?matrix: rotation of (-?[\d.]+) degrees", text, re.I):
+        out["rotation"] = round(-float(m[1]) / 90) % 4 * 90
+    elif m := re.search(r"^\s*rotate\s*:\s*(-?\d+)", text, re.M):
+        out["rotation"] = round(int(m[1]) / 90) % 4 * 90
+    return out
+
+
+def _packet_stats(lines: IO[bytes]) -> dict:
+    """Frame count and time span from a framecrc listing, read line by line (memory stays flat).
+
+    Returns:
+        dict: ``count`` (packets that decode to a frame), ``span`` (seconds from the first frame's start to
+        the last one's end, or None), ``codec`` and ``size`` ((w, h) as stored) when listed.
+    """
+    out, tb = {"count": 0, "span": None, "codec": None, "size": None}, 0.0
+    first = last = end = None
+    no_durations = False
+    for raw in lines:
+        line = raw.decode("utf-8", "replace").strip()
+        key, _, value = line.partition(":")
+        if key.startswith("#tb"):
+            num, den = value.split("/")
+            tb = int(num) / int(den)
+        elif key.startswith("#dimensions"):
+            out["size"] = tuple(int(v) for v in value.split("x"))
+        elif key.startswith("#codec_id"):
+            out["codec"] = value.strip()
+        fields = [f.strip() for f in line.split(",")]
+        if line.startswith("#") or len(fields) < 5 or not fields[4].isdigit():
+            continue
+        flags = int(fields[6][2:], 16) if len(fields) > 6 and fields[6].startswith("F=") else 1
+        if flags & 4 or fields[4] == "0":       # discarded pre-roll (edit lists) and empty packets: no frame
+            continue
+        out["count"] += 1
+        pts, duration = int(fields[2]) if int(fields[2]) != _NOPTS else int(fields[1]), int(fields[3])
+        if pts != _NOPTS:
+            first, last = pts if first is None else min(first, pts), pts if last is None else max(last, pts)
+            end = pts + duration if end is None else max(end, pts + duration)
+            no_durations |= duration <= 0
+    if tb and first is not None:
+        n, span = out["count"], (end - first) * tb
+        if no_durations and n > 1:              # raw streams: add one mean frame interval
+            span = (last - first) * tb * n / (n - 1)
+        out["span"] = span if span > 0 else None
+    return out
+
+
+def probe(path) -> VideoInfo:
+    """Describe a video without decoding it (one demux-only stream-copy pass over the file).
+
+    Args:
+        path: Video file in any container/codec ffmpeg reads.
+
+    Returns:
+        VideoInfo: display size in pixels (after rotation), average fps (frames / duration), exact frame
+        count (packets), duration in seconds, clockwise rotation in degrees, has_audio, codec.
+
+    Raises:
+        InputError: Missing, empty, unreadable, not a video, truncated or corrupt.
+    """
+    p = _source(path)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _url(p), "-map", _VIDEO, "-c", "copy",
+           "-f", "framecrc", "pipe:1"]
+    proc = subprocess.Popen(cmd, stdin=_NULL, stdout=_PIPE, stderr=_PIPE)
+    drain = _Drain(proc.stderr)
+    try:
+        stats = _packet_stats(proc.stdout)
+    finally:
+        _stop(proc, drain, kill=False)
+    head, log = _parse_header("\n".join(drain.head)), drain.log()
+    if not head["input"]:
+        raise InputError(f"{p}: not a readable video ({_reason(log)}); check it is a complete video file")
+    if head["codec"] is None:
+        raise InputError(f"{p}: has no video stream; pass a video, not an audio or image file")
+    if proc.returncode != 0 or stats["count"] == 0 or any("partial file" in line for line in log):
+        raise InputError(f"{p}: truncated or corrupt ({_reason(log)}); re-export or re-download it")
+    count, span = stats["count"], stats["span"] or head["duration"]
+    fps = count / span if span else head["fps"] or 25.0
+    width, height = stats["size"] or head["size"] or (0, 0)
+    if head["rotation"] in (90, 270):
+        width, height = height, width
+    return VideoInfo(path=p, width=width, height=height, fps=fps, num_frames=count, duration=span or count / fps,
+                     rotation=head["rotation"], has_audio=head["has_audio"], codec=stats["codec"] or head["codec"])
+
+
+class _Drain(threading.Thread):
+    """Reads an ffmpeg stderr pipe to its end on a thread, so ffmpeg can never block on a full pipe.
+
+    Keeps the first 200 log lines (the header) and the last 40 (the complaints); with ``times=True`` it
+    queues each frame's showinfo ``pts_time`` in seconds (None where ffmpeg printed NOPTS) instead.
+    """
+
+    _END = object()
+
+    def __init__(self, stream: IO[bytes], *, times: bool = False) -> None:
+        super().__init__(daemon=True)
+        self.stream, self.head, self.lines = stream, [], deque(maxlen=40)
+        self.times = queue.Queue() if times else None
+        self.start()
+
+    def run(self) -> None:
+        for raw in self.stream:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if self.times is not None and "showinfo" in line:
+                if m := _SHOWINFO.search(line):
+                    self.times.put(float(m[1]) if re.fullmatch(r"-?[\d.]+(e-?\d+)?", m[1]) else None)
+            elif line:
+                (self.head if len(self.head) < 200 else self.lines).append(line)
+        if self.times is not None:
+            self.times.put(self._END)
+
+    def log(self) -> list[str]:
+        """The kept log lines, oldest first."""
+        return self.head + list(self.lines)
+
+    def next_time(self, fallback: float) -> float:
+        """The next frame's time in seconds, or ``fallback`` if ffmpeg gave none."""
+        with contextlib.suppress(queue.Empty):
+            value = self.times.get(timeout=10.0)    # logged before the frame was piped: normally here already
+            if value is self._END:
+                self.times.put(value)
+            elif value is not None:
+                return value
+        return fallback
+
+
+def _stop(proc: subprocess.Popen, drain: _Drain | None, *, kill: bool = True) -> int:
+    """Kill (if asked and still running), unpipe and reap an ffmpeg process; returns its exit code."""
+    if kill and proc.poll() is None:
+        proc.kill()
+    for stream in (proc.stdin, proc.stdout):
+        with contextlib.suppress(OSError):      # flushing into a pipe whose reader has died
+            if stream is not None:
+                stream.close()
+    rc = proc.wait()
+    if drain is not None:
+        drain.join(timeout=10.0)
+    return rc
+
+
+def _read_exact(stream: IO[bytes], nbytes: int) -> bytearray | None:
+    """Exactly ``nbytes`` from ``stream``, or None at its end (a partial last frame is dropped)."""
+    buf = bytearray(nbytes)
+    view, got = memoryview(buf), 0
+    while got < nbytes:
+        if not (n := stream.readinto(view[got:])):
+            return None
+        got += n
+    return buf
+
+
+class _Closing:
+    """``with`` support: leaving normally calls ``close()``, an exception or garbage collection ``_abort()``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._abort()
+
+    def __del__(self) -> None:
+        if getattr(self, "_proc", None) is not None:
+            self._abort()
+
+
+class VideoReader(_Closing):
+    """Decodes a video into :class:`Frame` objects one at a time through an ffmpeg pipe (about one frame in memory).
+
+    Each iteration starts a fresh ffmpeg; ``close()``, leaving the ``with`` block or breaking out of the loop
+    kills and reaps it.
+
+    Attributes:
+        info: :func:`probe` of the file (display size before any ``max_size`` shrinking).
+        width, height: Size of the yielded images in pixels.
+        scale: Yielded pixels per display pixel (1.0 unless ``max_size`` shrank the frames).
+    """
+
+    def __init__(self, path, *, max_size: int | None = None) -> None:
+        """Probe ``path``; decoding starts when iterated.
+
+        Args:
+            path: Video file.
+            max_size: Optional long-side limit in pixels; frames are shrunk (aspect kept), never enlarged.
+
+        Raises:
+            InputError: The file is missing, empty or not a readable video.
+        """
+        if max_size is not None and max_size < 1:
+            raise ValueError(f"max_size must be >= 1, got {max_size}")
+        self.info = probe(path)
+        self.path = self.info.path
+        self.scale = min(1.0, max_size / max(self.info.width, self.info.height)) if max_size else 1.0
+        self.width = max(1, round(self.info.width * self.scale))
+        self.height = max(1, round(self.info.height * self.scale))
+        self._proc: subprocess.Popen | None = None
+
+    def _command(self) -> list[str]:
+        exe = ffmpeg_exe()
+        mode, showinfo = _caps(exe)
+        # An explicit scale pins the piped size to what we read even if the stream changes size midway; at
+        # the same size it only does the pixel-format conversion ffmpeg would do anyway.
+        resize = f"scale={self.width}:{self.height}" + (":flags=area" if self.scale < 1 else "")
+        return [exe, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-i", _url(self.path),
+                "-map", _VIDEO, "-vf", f"{resize},{showinfo}", mode, "passthrough",
+                "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Yield the frames in display order.
+
+        Returns:
+            Iterator of Frame: index (0-based), time (presentation seconds from the file's start, from the
+            stream's timestamps), image ((height, width, 3) uint8 BGR, writable).
+
+        Raises:
+            InputError: ffmpeg failed part-way (the frames before the failure were yielded).
+        """
+        self.close()
+        proc = self._proc = subprocess.Popen(self._command(), stdin=_NULL, stdout=_PIPE, stderr=_PIPE)
+        drain = _Drain(proc.stderr, times=True)
+        nbytes, step, index, time = self.width * self.height * 3, 1.0 / self.info.fps, 0, -1.0 / self.info.fps
+        try:
+            # close() or a newer iteration may have stopped this process between two frames.
+            while proc is self._proc and (buf := _read_exact(proc.stdout, nbytes)) is not None:
+                time = drain.next_time(fallback=time + step)
+                image = np.frombuffer(buf, np.uint8).reshape(self.height, self.width, 3)   # writable: owns buf
+                yield Frame(index=index, time=time, image=image)
+                index += 1
+            if proc is self._proc and proc.wait() != 0:
+                raise InputError(f"{self.path}: decoding failed after {index} frames ({_reason(drain.log())})")
+        finally:
+            _stop(proc, drain)
+            if proc is self._proc:
+                self._proc = None
+
+    def close(self) -> None:
+        """Stop any running decode (kills and reaps ffmpeg). Safe to call more than once."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            _stop(proc, None)                    # the generator's own finally joins its stderr thread
+
+    _abort = close
+
+
+def read_frames(path, *, max_size: int | None = None) -> Iterator[Frame]:
+    """Yield the frames of ``path`` (see :class:`VideoReader`); ffmpeg stops when the generator is closed.
+
+    Args:
+        path: Video file.
+        max_size: Optional long-side limit in pixels.
+
+    Returns:
+        Iterator of Frame with (H, W, 3) uint8 BGR images and times in seconds.
+    """
+    with VideoReader(path, max_size=max_size) as reader:
+        yield from reader
+
+
+def _head(element_id: int, size: int) -> bytes:
+    """EBML element ID and size; sizes always take 8 bytes (valid EBML, and frames need no special case)."""
+    return element_id.to_bytes((element_id.bit_length() + 7) // 8, "big") + (size | 1 << 56).to_bytes(8, "big")
+
+
+def _el(element_id: int, payload: bytes | int) -> bytes:
+    """One EBML element; ints are stored big-endian unsigned."""
+    if isinstance(payload, int):
+        payload = payload.to_bytes(max(1, (payload.bit_length() + 7) // 8), "big")
+    return _head(element_id, len(payload)) + payload
+
+
+def _mkv_header(width: int, height: int, fps: float) -> bytes:
+    """Matroska header for one uncompressed BGR24 track with microsecond timestamps (IDs from RFC 9559)."""
+    ebml = _el(0x1A45DFA3, _el(0x4286, 1) + _el(0x42F7, 1) + _el(0x42F2, 4) + _el(0x42F3, 8)
+               + _el(0x4282, b"matroska") + _el(0x4287, 4) + _el(0x4285, 2))
+    segment = bytes.fromhex("18538067 01ffffffffffffff")   # unknown size: streamed once, in order
+    info = _el(0x1549A966, _el(0x2AD7B1, 1000) + _el(0x4D80, b"pose3d") + _el(0x5741, b"pose3d"))
+    video = _el(0xE0, _el(0xB0, width) + _el(0xBA, height) + _el(0x2EB524, b"BGR\x18"))
+    track = _el(0xAE, _el(0xD7, 1) + _el(0x73C5, 1) + _el(0x83, 1) + _el(0x9C, 0) + _el(0x86, b"V_UNCOMPRESSED")
+                + _el(0x23E383, round(1e9 / fps)) + video)   # default duration: sets the last frame's length
+    return ebml + segment + info + _el(0x1654AE6B, track)
+
+
+class VideoWriter(_Closing):
+    """Encodes BGR frames to an H.264 (libx264, yuv420p, +faststart) mp4, keeping each frame's time.
+
+    Odd widths/heights get one black column/row on the right/bottom (yuv420p needs even sizes; padding keeps
+    pixel coordinates, scaling would not). The file appears at ``path`` only after a successful ``close()``;
+    an exception inside the ``with`` block leaves nothing behind.
+    """
+
+    def __init__(self, path, *, width: int, height: int, fps: float, audio_from: Path | None = None,
+                 crf: int = 20, preset: str = "veryfast") -> None:
+        """Start ffmpeg writing a temp file beside ``path``.
+
+        Args:
+            path: Output .mp4; its folder must exist and be writable.
+            width, height: Frame size in pixels.
+            fps: Nominal rate in Hz: spaces frames written without a time, and sets the last frame's length.
+            audio_from: File whose first audio track, if any, is added (AAC), cut to the video's duration.
+            crf, preset: libx264 quality (lower is better, 18-28 typical) and speed preset.
+
+        Raises:
+            InputError: The output folder is missing or not writable, or ``audio_from`` is unreadable.
+        """
+        if width < 1 or height < 1 or not fps > 0:
+            raise ShapeError(f"{path}: bad video size {width}x{height} or fps {fps}")
+        self.path, self.width, self.height, self.fps = Path(path), int(width), int(height), float(fps)
+        self._proc, self._audio, self._frames, self._last = None, None, 0, None
+        if audio_from is not None:
+            log = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _url(_source(audio_from))],
+                                 stdin=_NULL, capture_output=True).stderr.decode("utf-8", "replace")
+            self._audio = Path(audio_from) if _parse_header(log)["has_audio"] else None
+        self._tmp = self._temp_file()
+        try:
+            self._proc = subprocess.Popen(self._command(crf, preset), stdin=_PIPE, stdout=_NULL, stderr=_PIPE)
+        except BaseException:
+            self._abort()
+            raise
+        self._drain = _Drain(self._proc.stderr)
+        self._send(_mkv_header(self.width, self.height, self.fps))
+
+    def _temp_file(self) -> Path:
+        """Create an empty hidden file beside the output (same file system, so the final rename is atomic)."""
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise InputError(f"{self.path}: output folder {folder} does not exist; create it first")
+        tmp = folder / f".{self.path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            open(tmp, "xb").close()
+        except OSError as err:
+            raise InputError(f"{self.path}: cannot write in {folder} ({err.strerror}); "
+                             "choose a writable output folder") from err
+        return tmp
+
+    def _command(self, crf: int, preset: str) -> list[str]:
+        exe = ffmpeg_exe()
+        pad = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"] if self.width % 2 or self.height % 2 else []
+        return [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "matroska", "-i", "pipe:0",
+                "-map", "0:v:0", *pad, "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+                _caps(exe)[0], "passthrough",
+                # ffmpeg would use 1/fps and snap VFR times to that grid; 90 kHz is exact for 24/25/30/60 and
+                # 30000/1001 fps and within 6 us of any microsecond time.
+                "-enc_time_base:v", "1:90000",
+                *([] if self._audio else ["-movflags", "+faststart"]),   # else the audio pass does it
+                "-f", "mp4", "-y", _url(self._tmp)]
+
+    def _send(self, *chunks) -> None:
+        try:
+            for chunk in chunks:
+                self._proc.stdin.write(chunk)
+        except OSError as err:                  # ffmpeg died: its log says why
+            self._abort()
+            raise InputError(f"{self.path}: encoding failed ({_reason(self._drain.log())})") from err
+
+    def write(self, image: np.ndarray, time: float | None = None) -> None:
+        """Append one frame.
+
+        Args:
+            image: (height, width, 3) uint8 BGR.
+            time: Presentation time in seconds; None = previous time + 1/fps (0 for the first frame). Kept to
+                the microsecond; a time not after the previous frame's is nudged 1 us past it.
+        """
+        if self._proc is None:
+            raise ValueError(f"{self.path}: write() after close()")
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.shape != (self.height, self.width, 3):
+            got = f"{getattr(image, 'shape', type(image).__name__)} {getattr(image, 'dtype', '')}"
+            raise ShapeError(f"frame must be ({self.height}, {self.width}, 3) uint8, got {got}")
+        if time is None:
+            time = 0.0 if self._last is None else self._last + 1.0 / self.fps
+        tick = max(round(float(time) * 1e6), 0 if self._last is None else round(self._last * 1e6) + 1)
+        self._last, data = tick / 1e6, np.ascontiguousarray(image)
+        # One cluster per frame: its timestamp is absolute, so block offsets (int16) never overflow.
+        body = _el(0xE7, tick) + _head(0xA3, 4 + data.nbytes) + b"\x81\x00\x00\x80"   # track 1, +0, key
+        self._send(_head(0x1F43B675, len(body) + data.nbytes) + body, memoryview(data).cast("B"))
+        self._frames += 1
+
+    def close(self) -> None:
+        """Finish encoding, add the audio, and move the file into place. Safe to call more than once.
+
+        Raises:
+            InputError: ffmpeg failed or no frame was written (then nothing is left at ``path``).
+        """
+        if self._proc is None:
+            return
+        proc, self._proc = self._proc, None
+        try:
+            if _stop(proc, self._drain, kill=False) != 0 or self._frames == 0:
+                why = _reason(self._drain.log()) if self._frames else "no frames were written"
+                raise InputError(f"{self.path}: encoding failed ({why})")
+            if self._audio:
+                self._mux_audio()
+            os.replace(self._tmp, self.path)
+        except OSError as err:
+            raise InputError(f"{self.path}: cannot save the video ({err.strerror})") from err
+        finally:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink(missing_ok=True)   # a no-op after the rename
+
+    def _mux_audio(self) -> None:
+        """Replace the temp video with one that also holds the audio, cut to the video's end."""
+        out = self._tmp.with_name(self._tmp.name + ".a")
+        # AAC re-encode, not copy: a copy can only be cut at packet boundaries and not every codec fits mp4.
+        run = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", _url(self._tmp),
+                              "-i", _url(self._audio), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+                              "-c:a", "aac", "-b:a", "160k", "-t", f"{self._last + 1.0 / self.fps:.6f}",
+                              "-movflags", "+faststart", "-f", "mp4", "-y", _url(out)],
+                             stdin=_NULL, capture_output=True)
+        if run.returncode != 0:
+            out.unlink(missing_ok=True)
+            why = _reason(run.stderr.decode("utf-8", "replace").splitlines())
+            raise InputError(f"{self.path}: adding the audio of {self._audio} failed ({why})")
+        os.replace(out, self._tmp)
+
+    def _abort(self) -> None:
+        """Stop ffmpeg and delete the temp file: nothing is written to ``path``."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            _stop(proc, self._drain)
+        with contextlib.suppress(OSError):
+            self._tmp.unlink(missing_ok=True)

@@ -91,3 +91,127 @@ def save_poses_npz(path: str | Path, poses3d: np.ndarray, fps: float, keypoints2
         raise ShapeError(f"poses3d must be (T, 17, 3), got {poses3d.shape}")
     return atomic_save_npz(path, poses3d=poses3d.astype(np.float32), joint_names=np.array(H36M17.joints),
                            fps=np.float64(fps), keypoints2d=keypoints2d.astype(np.float32))
+
+
+# --- Track exports (`pose3d run --export FILE`): format from the suffix -------------------------------------
+#
+# JSON (`.json`), schema "pose3d-tracks" version 1:
+#   {"format": "pose3d-tracks", "version": 1,
+#    "video": {"path", "width", "height", "fps", "num_frames", "duration"},
+#    "skeletons": {"keypoints2d": {"name": "coco17", "joints": [...17 names]},
+#                  "poses3d": {"name": "h36m17", "joints": [...17 names], "units": "metres",
+#                              "frame": "camera: x right, y down, z forward; pelvis at the origin"}},
+#    "tracks": [{"id", "frames": [T ints], "interpolated": [T bools],
+#                "keypoints2d": [T][17][2] pixels or null where unseen, "scores2d": [T][17],
+#                "poses3d": [T][17][3] metres}]}
+# NPZ (`.npz`): the same content as arrays: video_* scalars, joint_names_2d, joint_names_3d, track_ids, and per
+#   track id N: track_N_frames (T,), track_N_interpolated (T,), track_N_keypoints2d (T,17,2) (NaN where unseen),
+#   track_N_scores2d (T,17), track_N_poses3d (T,17,3).
+# CSV (`.csv`): one row per track, frame and joint index j (0..16): track_id, frame, interpolated, joint,
+#   coco_joint, x, y, score (COCO joint j), h36m_joint, X, Y, Z (H36M joint j); empty where unseen.
+
+EXPORT_FORMATS = (".json", ".npz", ".csv")
+
+
+def _video_meta(info) -> dict:
+    return {"path": str(info.path), "width": info.width, "height": info.height, "fps": info.fps,
+            "num_frames": info.num_frames, "duration": info.duration}
+
+
+def _nan_to_none(array: np.ndarray) -> list:
+    return np.where(np.isfinite(array), array, None).tolist()
+
+
+def _write_json(path: Path, tracks, info) -> None:
+    import json
+
+    from pipeline.skeleton import COCO17
+
+    doc = {"format": "pose3d-tracks", "version": 1, "video": _video_meta(info),
+           "skeletons": {"keypoints2d": {"name": COCO17.name, "joints": list(COCO17.joints)},
+                         "poses3d": {"name": H36M17.name, "joints": list(H36M17.joints), "units": "metres",
+                                     "frame": "camera: x right, y down, z forward; pelvis at the origin"}},
+           "tracks": [{"id": int(t.track_id), "frames": t.frames.tolist(), "interpolated": t.interpolated.tolist(),
+                       "keypoints2d": _nan_to_none(np.round(t.keypoints.astype(np.float64), 2)),
+                       "scores2d": np.round(t.scores.astype(np.float64), 3).tolist(),
+                       "poses3d": None if t.poses3d is None else np.round(t.poses3d.astype(np.float64), 4).tolist()}
+                      for t in tracks]}
+    path.write_text(json.dumps(doc, separators=(",", ":")))
+
+
+def _write_npz(path: Path, tracks, info) -> None:
+    from pipeline.skeleton import COCO17
+
+    arrays = {"video_width": np.int64(info.width), "video_height": np.int64(info.height),
+              "video_fps": np.float64(info.fps), "video_num_frames": np.int64(info.num_frames),
+              "joint_names_2d": np.array(COCO17.joints), "joint_names_3d": np.array(H36M17.joints),
+              "track_ids": np.array([t.track_id for t in tracks], np.int64)}
+    for t in tracks:
+        arrays |= {f"track_{t.track_id}_frames": t.frames, f"track_{t.track_id}_interpolated": t.interpolated,
+                   f"track_{t.track_id}_keypoints2d": t.keypoints, f"track_{t.track_id}_scores2d": t.scores}
+        if t.poses3d is not None:
+            arrays[f"track_{t.track_id}_poses3d"] = t.poses3d
+    np.savez_compressed(path, **arrays)
+
+
+def _write_csv(path: Path, tracks, info) -> None:
+    import csv
+
+    from pipeline.skeleton import COCO17
+
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["track_id", "frame", "interpolated", "joint", "coco_joint", "x", "y", "score",
+                      "h36m_joint", "X", "Y", "Z"])
+        for t in tracks:
+            p3 = t.poses3d if t.poses3d is not None else np.full((len(t), 17, 3), np.nan)
+            for i, frame in enumerate(t.frames.tolist()):
+                for j in range(17):
+                    xy = ["" if not np.isfinite(v) else f"{v:.2f}" for v in t.keypoints[i, j]]
+                    xyz = ["" if not np.isfinite(v) else f"{v:.4f}" for v in p3[i, j]]
+                    out.writerow([t.track_id, frame, int(t.interpolated[i]), j, COCO17.joints[j], *xy,
+                                  f"{t.scores[i, j]:.3f}", H36M17.joints[j], *xyz])
+
+
+def export_tracks(path: str | Path, tracks, info) -> Path:
+    """Write tracks to ``path`` in the format its suffix names (.json, .npz, .csv), atomically.
+
+    Args:
+        path: Destination file.
+        tracks: list of :class:`pipeline.types.Track`.
+        info: The video's :class:`pipeline.types.VideoInfo`.
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    writers = {".json": _write_json, ".npz": _write_npz, ".csv": _write_csv}
+    if path.suffix.lower() not in writers:
+        raise InputError(f"--export {path}: unknown format {path.suffix!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        writers[path.suffix.lower()](tmp, tracks, info)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_tracks_json(path: str | Path) -> tuple[dict, list]:
+    """Read a ``pose3d-tracks`` JSON export back into (video metadata, list of Track)."""
+    import json
+
+    from pipeline.types import Track
+
+    doc = json.loads(Path(path).read_text())
+    if doc.get("format") != "pose3d-tracks":
+        raise InputError(f"{path}: not a pose3d-tracks JSON file")
+
+    def arr(value, dtype=np.float32):
+        return np.array(value, dtype=np.float64).astype(dtype)  # null -> NaN through float64
+
+    tracks = [Track(t["id"], np.array(t["frames"], np.int64), arr(t["keypoints2d"]), arr(t["scores2d"]),
+                    np.array(t["interpolated"], bool), None if t["poses3d"] is None else arr(t["poses3d"]))
+              for t in doc["tracks"]]
+    return doc["video"], tracks

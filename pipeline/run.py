@@ -1,0 +1,185 @@
+"""The main job (``pose3d run``): video in, tracked 2D and 3D skeletons out.
+
+Two streaming passes over the video keep memory bounded whatever its length:
+
+1. decode (downscaled for the 2D stage) -> people, keypoints, identities -> tracks;
+2. lift every track to 3D in one pass each; then decode again at full size -> render -> H.264 with the
+   input's audio; finally write the requested exports.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from pipeline.config import load_config
+from pipeline.export import export_tracks
+from pipeline.keypoints import coco_to_h36m, fill_gaps
+from pipeline.lift import Lifter
+from pipeline.render import RenderConfig, Renderer, frames_of
+from pipeline.twod import TwoDConfig, TwoDStage
+from pipeline.types import Track, VideoInfo
+from pipeline.video import VideoReader, VideoWriter, probe
+
+
+@dataclass(frozen=True)
+class LiftStageConfig:
+    """Settings of the lifting stage.
+
+    Attributes:
+        weights: Lifter checkpoint; None uses the shipped ``weights/lifter.pt``.
+        flip: Flip test-time augmentation.
+    """
+
+    weights: str | None = None
+    flip: bool = True
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything ``pose3d run`` needs besides the file names (``configs/run.yaml``).
+
+    Attributes:
+        decode_max_size: Longest image side given to the 2D stage, pixels (keypoints are mapped back to
+            full resolution); 0 keeps the original size.
+        device: 'auto', 'cpu' or 'cuda' for the networks that use torch.
+        crf: H.264 quality of the output video (lower is better and bigger).
+        twod, lift, render: Stage settings.
+    """
+
+    decode_max_size: int = 1280
+    device: str = "auto"
+    crf: int = 20
+    twod: TwoDConfig = field(default_factory=TwoDConfig)
+    lift: LiftStageConfig = field(default_factory=LiftStageConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+
+
+def load_run_config(path: str | Path | None) -> RunConfig:
+    """Read ``configs/run.yaml``-style YAML (None: defaults)."""
+    return load_config(RunConfig, path)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress report: ``stage`` ('2d', 'lift', 'render', 'export'), units done/total (frames or tracks)."""
+
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run produced.
+
+    Attributes:
+        video: The input's properties.
+        tracks: Tracks with 3D poses.
+        output: The rendered video (None when rendering was skipped).
+        exports: Written export files.
+        seconds: Wall time per stage ('2d', 'lift', 'render', 'export').
+        frames: Frames decoded in the 2D pass.
+    """
+
+    video: VideoInfo
+    tracks: list[Track]
+    output: Path | None
+    exports: list[Path]
+    seconds: dict[str, float]
+    frames: int
+
+
+def _two_d_pass(path: Path, info: VideoInfo, config: RunConfig, report) -> tuple[list[Track], int]:
+    """Pass 1: people and keypoints on (downscaled) frames; tracks in full-resolution pixels."""
+    count = 0
+    with VideoReader(path, max_size=config.decode_max_size or None) as reader, \
+            TwoDStage(config.twod, fps=info.fps) as stage:
+        for frame in reader:
+            stage.process(frame)
+            count += 1
+            report("2d", count, info.num_frames)
+        tracks = stage.finish(count)
+    # Keypoints were found on frames scaled by reader.scale; map them back to the video's pixels.
+    return [replace(t, keypoints=(t.keypoints / reader.scale).astype(np.float32)) for t in tracks], count
+
+
+def lift_tracks(tracks: Sequence[Track], lifter: Lifter, info: VideoInfo, flip: bool = True,
+                report: Callable[[str, int, int], None] | None = None) -> list[Track]:
+    """Lift each track to 3D (COCO-17 -> H36M-17, gaps interpolated, resampled to the lifter's rate).
+
+    Args:
+        tracks: Tracks with 2D keypoints (NaN where unseen).
+        lifter: The loaded lifter.
+        info: Video size and frame rate.
+        flip: Flip test-time augmentation.
+        report: Progress callback (stage, done, total).
+
+    Returns:
+        The same tracks with ``poses3d`` (T, 17, 3) metres set.
+    """
+    lifted = []
+    for i, track in enumerate(tracks):
+        h36m, _ = coco_to_h36m(track.keypoints, track.scores)
+        poses = lifter.lift(fill_gaps(h36m), info.width, info.height, info.fps, flip=flip)
+        lifted.append(replace(track, poses3d=poses))
+        if report:
+            report("lift", i + 1, len(tracks))
+    return lifted
+
+
+def _render_pass(path: Path, output: Path, info: VideoInfo, tracks: list[Track], config: RunConfig, report) -> None:
+    """Pass 2: full-size frames, skeletons drawn, encoded with the input's audio."""
+    renderer = Renderer(config.render, info.width, info.height, info.fps)
+    people_at = frames_of(tracks)
+    width, height = renderer.output_size
+    with VideoReader(path) as reader, VideoWriter(output, width=width, height=height, fps=info.fps,
+                                                 audio_from=path, crf=config.crf) as writer:
+        for frame in reader:
+            writer.write(renderer.render(frame.image, people_at(frame.index), frame.time), frame.time)
+            report("render", frame.index + 1, info.num_frames)
+
+
+def run_video(path: str | Path, output: str | Path | None, config: RunConfig | None = None,
+              exports: Sequence[str | Path] = (), progress: Callable[[Progress], None] | None = None,
+              lifter: Lifter | None = None) -> RunResult:
+    """Run the whole pipeline on one video.
+
+    Args:
+        path: Input video (any container/codec ffmpeg reads).
+        output: Rendered MP4 (H.264) path, or None to skip rendering.
+        config: Settings (defaults when None).
+        exports: Data files to write; the suffix picks the format (.json, .npz, .csv).
+        progress: Called with :class:`Progress` reports.
+        lifter: A loaded lifter to reuse (default: load ``config.lift.weights``).
+
+    Returns:
+        A :class:`RunResult`.
+    """
+    config = config or RunConfig()
+    path = Path(path)
+    info = probe(path)
+    report = (lambda stage, done, total: progress(Progress(stage, done, total))) if progress else (lambda *a: None)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    lifter = lifter or Lifter.load(config.lift.weights, config.device)
+    tracks, frames = _two_d_pass(path, info, config, report)
+    seconds["2d"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tracks = lift_tracks(tracks, lifter, info, config.lift.flip, report)
+    seconds["lift"] = time.perf_counter() - t0
+    if output is not None:
+        t0 = time.perf_counter()
+        _render_pass(path, Path(output), info, tracks, config, report)
+        seconds["render"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    written = []
+    for i, target in enumerate(exports):
+        written.append(export_tracks(target, tracks, info))
+        report("export", i + 1, len(exports))
+    seconds["export"] = time.perf_counter() - t0
+    return RunResult(info, tracks, Path(output) if output else None, written, seconds, frames)

@@ -32,6 +32,9 @@ class LifterConfig:
         dropout: Dropout after every convolution.
         causal: Use only past frames (online mode); output lags by nothing but sees no future.
         num_joints: Joints in and out (H36M-17).
+        input_norm: "screen" feeds the VideoPose3D-normalised screen coordinates as they are (official
+            checkpoints); "pelvis_scale" first moves each frame's pelvis to the origin and scales the pose
+            to unit RMS size, so the network need not learn invariance to position and size in the image.
     """
 
     filter_widths: tuple[int, ...] = (3, 3, 3)
@@ -39,12 +42,15 @@ class LifterConfig:
     dropout: float = 0.25
     causal: bool = False
     num_joints: int = 17
+    input_norm: str = "screen"
 
     def __post_init__(self) -> None:
         if not self.filter_widths or any(w % 2 == 0 or w < 1 for w in self.filter_widths):
             raise ConfigError(f"filter_widths must be odd positive ints, got {self.filter_widths}")
         if self.channels < 1 or not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"bad channels={self.channels} or dropout={self.dropout}")
+        if self.input_norm not in ("screen", "pelvis_scale"):
+            raise ConfigError(f"input_norm must be 'screen' or 'pelvis_scale', got {self.input_norm!r}")
 
     @property
     def receptive_field(self) -> int:

@@ -68,6 +68,8 @@ class TemporalModel(nn.Module):
         j = self.config.num_joints
         if x.ndim != 4 or x.shape[-2:] != (j, 2):
             raise ShapeError(f"lifter input must be (B, T, {j}, 2), got {tuple(x.shape)}")
+        if self.config.input_norm == "pelvis_scale":
+            x = normalize_pose_2d(x)
         return x.flatten(2).transpose(1, 2)
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,6 +114,17 @@ class TemporalModel(nn.Module):
             x = self.drop(F.relu(self.layers_bn[2 * i](F.conv1d(x, conv.weight, stride=w))))
             x = res + self.drop(F.relu(self.layers_bn[2 * i + 1](self.layers_conv[2 * i + 1](x))))
         return self._head(x)
+
+
+def normalize_pose_2d(x: torch.Tensor) -> torch.Tensor:
+    """Per frame: pelvis to the origin, RMS joint distance from the pelvis to 1.
+
+    Makes the network's input independent of where and how large the person appears, which it would
+    otherwise have to learn from data. Args: x (B, T, J, 2). Returns: (B, T, J, 2).
+    """
+    centred = x - x[:, :, :1]
+    scale = centred.square().sum(-1).mean(-1, keepdim=True).sqrt().clamp_min(1e-4)
+    return centred / scale[..., None]
 
 
 def pad_sequence(x: torch.Tensor, receptive_field: int, causal: bool) -> torch.Tensor:

@@ -401,3 +401,24 @@ def test_resolve_device_with_gpu_reported(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == "cuda"
     assert resolve_device("cuda:1") == "cuda:1"
+
+
+def test_pelvis_scale_input_is_invariant_to_position_and_size():
+    from pipeline.config import LifterConfig
+    from pipeline.lift import TemporalModel, infer
+
+    x = np.random.default_rng(0).normal(0, 0.1, (40, 17, 2)).astype(np.float32)
+    moved = x * 2.5 + np.array([0.3, -0.2], np.float32)
+    for norm, invariant in (("pelvis_scale", True), ("screen", False)):
+        torch.manual_seed(0)
+        model = randomize_bn(TemporalModel(LifterConfig(filter_widths=(3, 3), channels=16, input_norm=norm)))
+        same = np.allclose(infer(model, x), infer(model, moved), atol=1e-4)
+        assert same == invariant, norm
+
+
+def test_unknown_input_norm_is_a_config_error():
+    from pipeline.config import LifterConfig
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="input_norm"):
+        LifterConfig(input_norm="bbox")

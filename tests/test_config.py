@@ -178,7 +178,17 @@ def test_missing_and_invalid_files(tmp_path):
 def test_shipped_configs_load(path):
     if path is None:
         pytest.skip("configs/ holds no YAML files yet")
-    cfg = load_config(TrainConfig, path)
-    assert isinstance(cfg, TrainConfig)
-    assert cfg.lifter.receptive_field >= 1
-    assert from_dict(TrainConfig, to_dict(cfg)) == cfg
+    from pipeline.run import RunConfig
+
+    cls = RunConfig if path.name.startswith("run") else TrainConfig
+    cfg = load_config(cls, path)
+    assert from_dict(cls, to_dict(cfg)) == cfg
+    if cls is TrainConfig:
+        assert cfg.lifter.receptive_field >= 1
+
+
+def test_run_config_file_is_the_defaults():
+    from pipeline.run import RunConfig
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "run.yaml"
+    assert load_config(RunConfig, path) == RunConfig()

@@ -41,6 +41,9 @@ at most ``MediaPipeConfig.outside_score`` when the landmark lies outside the ima
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 from dataclasses import dataclass
 
 import cv2
@@ -149,6 +152,8 @@ class MediaPipeConfig:
         max_people: Most people looked for per frame (each costs one BlazePose call, plus one that finds nobody).
         min_detection_confidence: BlazePose person-detector threshold.
         min_person_score: People whose mean COCO joint confidence is lower are dropped (masking leftovers).
+        max_lying_aspect: A find whose box is more than this many times wider than tall and whose torso is
+            closer to horizontal than vertical is dropped as a hallucination (0 keeps everything).
         box_expand: A person's box is the landmarks' bounding box grown by this fraction of its size on every
             side (it is the Detections box, and the area painted grey when mask="box").
         mask: How a found person is hidden from the next call: "silhouette" (BlazePose's segmentation, dilated;
@@ -172,6 +177,7 @@ class MediaPipeConfig:
     max_people: int = 4
     min_detection_confidence: float = 0.5
     min_person_score: float = 0.3
+    max_lying_aspect: float = 1.2
     box_expand: float = 0.15
     mask: str = "silhouette"
     mask_fill: str = "background"
@@ -298,6 +304,23 @@ def _iou(box: np.ndarray, other: np.ndarray) -> float:
     return float(iw * ih / (_area(box) + _area(other) - iw * ih))
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Point file descriptor 2 at /dev/null for a moment.
+
+    MediaPipe's C++ graph logs INFO/WARNING lines (TFLite delegate, NORM_RECT) straight to fd 2 when it
+    starts and on its first detections; Python-level logging settings cannot reach them.
+    """
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class MediaPipePose:
     """Multi-person COCO-17 keypoints from MediaPipe BlazePose by iterative masking.
 
@@ -314,9 +337,16 @@ class MediaPipePose:
             raise ModelError(f"the MediaPipe 2D backend needs the mediapipe package ({exc})") from None
         self.config = config or MediaPipeConfig()
         # model_complexity=1 is the only BlazePose model in the wheel; 0 and 2 would be downloaded.
-        self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
-                                            enable_segmentation=self.config.mask == "silhouette",
-                                            min_detection_confidence=self.config.min_detection_confidence)
+        with _native_stderr_silenced():
+            self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
+                                                enable_segmentation=self.config.mask == "silhouette",
+                                                min_detection_confidence=self.config.min_detection_confidence)
+            # The first search of each frame runs in video mode: BlazePose then follows its person from the
+            # previous frame's landmarks instead of re-detecting, which misses far fewer frames.
+            self._video = mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1,
+                                                 enable_segmentation=self.config.mask == "silhouette",
+                                                 min_detection_confidence=self.config.min_detection_confidence)
+        self._quiet_calls = 5  # the graph's one-off warnings come with its first detections
 
     def __enter__(self) -> "MediaPipePose":
         return self
@@ -328,6 +358,7 @@ class MediaPipePose:
         """Release the MediaPipe graph (idempotent)."""
         if self._pose is not None:
             self._pose.close()
+            self._video.close()
             self._pose = None
 
     def estimate(self, image_bgr: np.ndarray, exclude=()) -> list[PersonKeypoints]:
@@ -350,7 +381,7 @@ class MediaPipePose:
             self._remove(work, removed, np.asarray(box, np.float64), None)
         people: list[PersonKeypoints] = []
         for attempt in range(2 * self.config.max_people):  # rejected finds also cost a call; bound the loop
-            found = self._find(work)
+            found = self._find(work, video=attempt == 0)
             if found is None and attempt == 0 and self.config.pad > 0:
                 found = self._find(work, pad=False)  # the detector is fickle: a frame with nobody gets a 2nd look
             if found is None:
@@ -359,11 +390,26 @@ class MediaPipePose:
             duplicate = self._is_duplicate(removed, person, people)
             self._remove(work, removed, person.box, found[1] if silhouette is None else silhouette,
                          person.keypoints)
-            if not duplicate and person.score >= self.config.min_person_score:
+            if not duplicate and person.score >= self.config.min_person_score and self._plausible(person):
                 people.append(person)
                 if len(people) == self.config.max_people:
                     break
         return people
+
+    def _plausible(self, person: PersonKeypoints) -> bool:
+        """False for a find that is wider than tall with a near-horizontal torso.
+
+        BlazePose hallucinates people lying across textured floors and across areas painted over; real
+        people in such a pose are rare in the clips this tool is for. ``max_lying_aspect`` <= 0 keeps all.
+        """
+        limit = self.config.max_lying_aspect
+        if limit <= 0:
+            return True
+        x1, y1, x2, y2 = person.box
+        kp = person.keypoints
+        torso = (kp[5] + kp[6]) / 2 - (kp[11] + kp[12]) / 2  # mid-hips to mid-shoulders
+        lying = abs(torso[0]) > abs(torso[1])  # more than 45 degrees from vertical
+        return not (lying and (x2 - x1) > limit * (y2 - y1))
 
     def _is_duplicate(self, removed: np.ndarray, person: PersonKeypoints, people: list[PersonKeypoints]) -> bool:
         """Whether ``person`` is an earlier one found again: same keypoints, or standing mostly on removed pixels."""
@@ -407,7 +453,7 @@ class MediaPipePose:
         removed |= mask
 
     def _find(self, rgb: np.ndarray, to_image: np.ndarray | None = None, size: tuple[int, int] | None = None,
-              pad: bool = True) -> tuple[PersonKeypoints, np.ndarray | None] | None:
+              pad: bool = True, video: bool = False) -> tuple[PersonKeypoints, np.ndarray | None] | None:
         """Run BlazePose once on ``rgb``.
 
         Args:
@@ -416,6 +462,7 @@ class MediaPipePose:
                 by ``config.pad`` here).
             size: Frame (W, H) when ``rgb`` is a crop.
             pad: Pad the frame (only when ``to_image`` is None).
+            video: Use the video-mode graph (it tracks one person from frame to frame).
 
         Returns:
             (person in frame pixels, (H, W) bool silhouette or None), or None when nobody is found.
@@ -425,8 +472,14 @@ class MediaPipePose:
             h, w = rgb.shape[:2]
             px, py = round(self.config.pad * w), round(self.config.pad * h)
             padded = cv2.copyMakeBorder(rgb, py, py, px, px, cv2.BORDER_CONSTANT, value=_GREY)
-            return self._find(padded, np.array([[1.0, 0, -px], [0, 1.0, -py]]), (w, h))
-        result = self._pose.process(rgb)
+            return self._find(padded, np.array([[1.0, 0, -px], [0, 1.0, -py]]), (w, h), video=video)
+        graph = self._video if video else self._pose
+        if self._quiet_calls > 0:
+            self._quiet_calls -= 1
+            with _native_stderr_silenced():
+                result = graph.process(rgb)
+        else:
+            result = graph.process(rgb)
         if result.pose_landmarks is None:
             return None
         h, w = rgb.shape[:2]

@@ -81,7 +81,7 @@ def scripted(people: list[PersonKeypoints | None], config: MediaPipeConfig) -> M
     pose.config, pose._pose, pose.calls = config, object(), 0
     queue = list(people)
 
-    def find(rgb, to_image=None, size=None, pad=True):
+    def find(rgb, to_image=None, size=None, pad=True, video=False):
         pose.calls += 1
         person = queue.pop(0) if queue else None
         return None if person is None else (person, None)
@@ -181,3 +181,21 @@ def test_two_d_stage_on_a_few_frames():
         seen = [r.index for r in results if track.track_id in r.detections.track_ids]
         assert (track.frames[0], track.frames[-1]) == (seen[0], seen[-1])
         assert not track.interpolated[np.isin(track.frames, seen)].any()
+
+
+def test_lying_wide_find_is_dropped_but_upright_kept():
+    config = MediaPipeConfig(refine_crops=False)
+    upright = person_at(100.0)
+    lying = person_at(300.0)
+    kp = lying.keypoints.copy()
+    # Rotate the skeleton by 90 degrees about its centre: torso horizontal, box wide.
+    centre = kp.mean(axis=0)
+    kp = (kp - centre)[:, ::-1] * np.array([1.0, -1.0]) + centre
+    x1, y1 = kp.min(axis=0)
+    x2, y2 = kp.max(axis=0)
+    lying = PersonKeypoints(kp.astype(np.float32), lying.scores, np.array([x1, y1, x2, y2], np.float32), lying.score)
+    pose = scripted([upright, lying], config)
+    found = pose.estimate(np.zeros((480, 640, 3), np.uint8))
+    assert [p.box[0] for p in found] == [upright.box[0]]
+    pose = scripted([upright, lying], MediaPipeConfig(refine_crops=False, max_lying_aspect=0.0))
+    assert len(pose.estimate(np.zeros((480, 640, 3), np.uint8))) == 2

@@ -1,7 +1,7 @@
 """Stage 2: people detection and identity tracking across frames.
 
 Identities come from Ultralytics' maintained ByteTrack / BoT-SORT implementations, fed with boxes from
-any detector (the MediaPipe backend in :mod:`pipeline.keypoints` today; a YOLO detector later). Both
+any detector (the MediaPipe backend in :mod:`pipeline.keypoints_mediapipe` today; a YOLO detector later). Both
 trackers match boxes by motion (Kalman-predicted IoU) only -- no appearance -- so two people who cross
 can swap identities, and a person who leaves for longer than ``track_buffer`` comes back with a new id.
 """

@@ -286,7 +286,7 @@ def resample_time(values: np.ndarray, fps_in: float, fps_out: float, length: int
     return values[lo] * (1 - w) + values[hi] * w
 
 
-def default_weights() -> "Path":
+def default_weights():
     """The shipped lifter: ``$POSE3D_WEIGHTS_DIR/lifter.pt`` or the repository's ``weights/lifter.pt``."""
     import os
     from pathlib import Path

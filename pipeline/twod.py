@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.detect import PersonTracker, TrackerConfig
-from pipeline.keypoints import MediaPipeConfig, MediaPipePose
+from pipeline.keypoints_mediapipe import MediaPipeConfig, MediaPipePose
 from pipeline.tracks import TrackBuilder, TrackConfig
 from pipeline.types import Detections, Frame, Track
 

@@ -1,4 +1,4 @@
-"""Tests for the MediaPipe 2D backend in pipeline/keypoints.py and the 2D stage in pipeline/twod.py."""
+"""Tests for the MediaPipe 2D backend in pipeline/keypoints_mediapipe.py and the 2D stage in pipeline/twod.py."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from pipeline.config import from_dict
 from pipeline.errors import ConfigError, ModelError, ShapeError
-from pipeline.keypoints import (MEDIAPIPE_TO_COCO, MediaPipeConfig, MediaPipePose, PersonKeypoints,
-                                landmarks_to_person, mediapipe_to_coco)
+from pipeline.keypoints import MEDIAPIPE_TO_COCO, PersonKeypoints, mediapipe_to_coco
+from pipeline.keypoints_mediapipe import MediaPipeConfig, MediaPipePose, landmarks_to_person
 from pipeline.skeleton import COCO17
 
 VIDEOS = Path("/work/shared/data/videos")

@@ -197,7 +197,7 @@ def sample_cameras(joints: torch.Tensor, config: CameraConfig, gen: torch.Genera
     # The tilt acts on already-panned angles, so a corner can still slip out: keep those cameras centred.
     cam = torch.einsum("bij,btj->bti", panned, joints.flatten(1, 2) - position[:, None])
     uv = focal[:, None, None] * cam[..., :2] / cam[..., 2:].clamp_min(1e-3)
-    inside = (uv.abs() <= half[:, None]).all(dim=2).all(dim=1)
+    inside = (uv.abs() <= half[:, None]).all(dim=2).all(dim=1) & config.off_centre
     rot = torch.where(inside[:, None, None], panned, rot)
     return CameraBatch(rot, position, focal, size / 2.0, size)
 

@@ -119,6 +119,7 @@ def evaluate(
     all_joints: bool = typer.Option(False, help="Average over all 17 joints instead of the 13 limb joints."),
     segment: int = typer.Option(250, help="Frames per random-camera segment."),
     seed: int = typer.Option(0, help="Seed of cameras and 2D noise."),
+    centred: bool = typer.Option(False, help="Keep the subject at the image centre (no off-centre camera pans)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
@@ -135,7 +136,7 @@ def evaluate(
     if subjects:
         cfg = replace(cfg, test_subjects=tuple(s.strip() for s in subjects.split(",")))
     lifter = Lifter.load(weights, device)
-    cfg = replace(cfg, fps=lifter.train_fps)
+    cfg = replace(cfg, fps=lifter.train_fps, camera=replace(cfg.camera, off_centre=not centred))
     with _progress() as bar:
         task = bar.add_task("reading mocap", total=None, info="")
         split = load_split(cfg, progress=lambda d, t: bar.update(task, completed=d, total=t))

@@ -73,6 +73,7 @@ class CameraConfig:
         distance_scale: Camera distance as a multiple of the closest distance that keeps the subject in frame
             (sampled log-uniformly).
         margin: Fraction of the image kept free at the borders.
+        off_centre: Pan/tilt the camera so the subject lands anywhere in the frame (False: always centred).
     """
 
     azimuth_deg: tuple[float, float] = (0.0, 360.0)
@@ -82,6 +83,7 @@ class CameraConfig:
     sizes: tuple[tuple[int, int], ...] = ((1920, 1080), (1280, 720), (1080, 1920), (1440, 1080), (1080, 1080))
     distance_scale: tuple[float, float] = (1.0, 6.0)
     margin: float = 0.05
+    off_centre: bool = True
 
 
 @dataclass(frozen=True)

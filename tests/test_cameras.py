@@ -339,3 +339,12 @@ def test_camera_rejects_reflection():
     reflection = np.diag([1.0, 1.0, -1.0])
     with pytest.raises(ShapeError):
         _camera(reflection)
+
+
+def test_centred_cameras_put_the_target_at_the_principal_point():
+    world = torch.from_numpy(moving_person(9, seed=3)).float()[None].repeat(64, 1, 1, 1)
+    cams = sample_cameras(world, CameraConfig(off_centre=False), torch.Generator().manual_seed(0))
+    centre = cams.project(cams.to_camera(world))[:, 4, 0]  # pelvis of the centre frame: the look-at target
+    np.testing.assert_allclose(centre.numpy(), cams.center.numpy(), atol=0.5)
+    moved = sample_cameras(world, CameraConfig(), torch.Generator().manual_seed(0))
+    assert (moved.project(moved.to_camera(world))[:, 4, 0] - moved.center).abs().max() > 20

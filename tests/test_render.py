@@ -149,7 +149,7 @@ def test_side_panel_size_option_and_input_untouched():
 
 def _classes(img):
     """Masks of left-coloured (blue), right-coloured (red) and neutral (grey/white) panel pixels."""
-    b, g, r = img[..., 0], img[..., 1], img[..., 2]
+    b, r = img[..., 0], img[..., 2]
     left, right = (b > r + 60) & (b > 90), (r > b + 60) & (r > 90)
     neutral = (img.min(axis=2) > 100) & (img.max(axis=2) - img.min(axis=2) < 30)
     return left, right, neutral

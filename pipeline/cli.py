@@ -6,7 +6,9 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import json
 import sys
 import time
@@ -50,9 +52,35 @@ def handle_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _progress() -> Progress:
+def _progress(on: Console | None = None) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False)
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=on or console, transient=False)
+
+
+@contextlib.contextmanager
+def _native_logs_muted():
+    """Yield a console for progress while file descriptor 2 goes to /dev/null.
+
+    MediaPipe's C++ graph writes INFO/WARNING lines straight to fd 2 as it starts and runs, over the progress
+    bars. The bars are drawn on a duplicate of fd 2 meanwhile. Nothing is muted with --verbose, or when
+    stderr is not a real file (tests, pipes).
+    """
+    try:
+        real = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        real = False
+    if not real or _state["verbose"]:
+        yield console
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null, os.fdopen(os.dup(saved), "w") as out:
+            os.dup2(null.fileno(), 2)
+            yield Console(file=out, force_terminal=console.is_terminal)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _lifter_config(arch: Optional[str], channels: int, causal: bool):
@@ -244,7 +272,7 @@ def run(
     if layout:
         cfg = replace(cfg, render=replace(cfg.render, layout=layout))
     t0 = time.perf_counter()
-    with _progress() as bar:
+    with _native_logs_muted() as screen, _progress(screen) as bar:
         tasks: dict[str, int] = {}
         names = {"2d": "2D people + keypoints", "lift": "lift to 3D", "render": "render + encode", "export": "export"}
 

@@ -22,8 +22,6 @@ from pipeline.dataset import Clip, corrupt_2d
 from pipeline.lift import TemporalModel, infer
 from pipeline.skeleton import H36M_LIMB_JOINTS
 
-METRICS = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")
-
 # Fixed detector-like corruption for the "noisy" protocol: 1% of body height jitter, stale joints, swaps.
 NOISY_2D = AugmentConfig(clean_fraction=0.0, noise_px=(0.01, 0.01), drop_prob=0.01, swap_prob=0.005)
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from pipeline.skeleton import H36M17
+
+# The shared data folder beside the checkout (../shared); tests that need it skip when it is absent.
+SHARED = Path(os.environ.get("POSE3D_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 
 # A person standing upright, facing +Z, in a Y-up world (metres), H36M-17 order.
 STANDING = np.array([

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +14,7 @@ from pipeline.lift import Lifter, TemporalModel, save_checkpoint
 from pipeline.mocap import load_motion
 from pipeline.video import probe
 
-SHARED = Path(os.environ.get("POSE3D_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
+from _synth import SHARED
 WALK = SHARED / "data" / "mocap" / "cmu" / "asfamc" / "02" / "02_01.amc.gz"
 needs_cmu = pytest.mark.skipif(not WALK.exists(), reason="../shared/data/mocap not present")
 

@@ -4,7 +4,6 @@ clean / resample, the dataset loader and its cache."""
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from pipeline.errors import InputError, ShapeError
 from pipeline.mocap import Motion, clean, load_dataset, load_manifest, load_motion, read_bvh, resample
 from pipeline.mocap_bvh import forward_kinematics, parse_bvh, read_bvh_detail
 
-SHARED = Path(os.environ.get("POSE3D_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
+from _synth import SHARED
 CMU = SHARED / "data" / "mocap" / "cmu"
 
 # One motion per flavour: (relative path, flavour, capture fps, scale_known).

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from pipeline.run import RunConfig, run_video
 from pipeline.types import Track, VideoInfo
 from pipeline.video import ffmpeg_exe, probe
 
-SHARED = Path(os.environ.get("POSE3D_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
+from _synth import SHARED
 VIDEOS = SHARED / "data" / "videos"
 needs_videos = pytest.mark.skipif(not (VIDEOS / "two_kids_jumping_sam2.mp4").exists(),
                                   reason="../shared/data/videos not present")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ from pipeline.evaluate import _errors, evaluate, format_report
 from pipeline.lift import load_checkpoint
 from pipeline.train import Split, action_of, train
 
-SHARED = Path(os.environ.get("POSE3D_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
+from _synth import SHARED
 CMU = SHARED / "data" / "mocap" / "cmu"
 needs_cmu = pytest.mark.skipif(not (CMU / "MANIFEST.tsv").exists(), reason="../shared/data/mocap not present")
 

@@ -14,7 +14,7 @@ import pytest
 from pipeline.errors import InputError, Pose3DError, ShapeError
 from pipeline.video import VideoReader, VideoWriter, _caps, ffmpeg_exe, probe, read_frames
 
-SHARED = Path(os.environ.get("POSE3D_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+from _synth import SHARED
 CLIPS = SHARED / "data" / "videos"
 W, H, FPS = 160, 120, 30
 

@@ -34,7 +34,9 @@ class LifterConfig:
         num_joints: Joints in and out (H36M-17).
         input_norm: "screen" feeds the VideoPose3D-normalised screen coordinates as they are (official
             checkpoints); "pelvis_scale" first moves each frame's pelvis to the origin and scales the pose
-            to unit RMS size, so the network need not learn invariance to position and size in the image.
+            to unit RMS size, so the network need not learn invariance to position and size in the image;
+            "pelvis_scale_pos" does the same and adds the pelvis's screen position as two more input
+            channels, so the network still knows the viewing direction (off-centre people are seen obliquely).
     """
 
     filter_widths: tuple[int, ...] = (3, 3, 3)
@@ -49,8 +51,8 @@ class LifterConfig:
             raise ConfigError(f"filter_widths must be odd positive ints, got {self.filter_widths}")
         if self.channels < 1 or not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"bad channels={self.channels} or dropout={self.dropout}")
-        if self.input_norm not in ("screen", "pelvis_scale"):
-            raise ConfigError(f"input_norm must be 'screen' or 'pelvis_scale', got {self.input_norm!r}")
+        if self.input_norm not in ("screen", "pelvis_scale", "pelvis_scale_pos"):
+            raise ConfigError(f"input_norm must be 'screen', 'pelvis_scale' or 'pelvis_scale_pos', got {self.input_norm!r}")
 
     @property
     def receptive_field(self) -> int:

@@ -34,7 +34,9 @@ class TemporalModel(nn.Module):
         super().__init__()
         self.config = config
         widths, c, j = config.filter_widths, config.channels, config.num_joints
-        self.expand_conv = nn.Conv1d(j * 2, c, widths[0], bias=False)
+        # "pelvis_scale_pos" adds the pelvis's screen position: the viewing ray, lost by centring.
+        extra = 2 if config.input_norm == "pelvis_scale_pos" else 0
+        self.expand_conv = nn.Conv1d(j * 2 + extra, c, widths[0], bias=False)
         self.expand_bn = nn.BatchNorm1d(c, momentum=0.1)
         self.layers_conv = nn.ModuleList()
         self.layers_bn = nn.ModuleList()
@@ -70,6 +72,8 @@ class TemporalModel(nn.Module):
             raise ShapeError(f"lifter input must be (B, T, {j}, 2), got {tuple(x.shape)}")
         if self.config.input_norm == "pelvis_scale":
             x = normalize_pose_2d(x)
+        elif self.config.input_norm == "pelvis_scale_pos":
+            return torch.cat([normalize_pose_2d(x).flatten(2), x[:, :, 0]], dim=2).transpose(1, 2)
         return x.flatten(2).transpose(1, 2)
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:

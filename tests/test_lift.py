@@ -422,3 +422,22 @@ def test_unknown_input_norm_is_a_config_error():
 
     with pytest.raises(ConfigError, match="input_norm"):
         LifterConfig(input_norm="bbox")
+
+
+def test_pelvis_scale_pos_sees_position_but_not_size():
+    from pipeline.config import LifterConfig
+    from pipeline.lift import TemporalModel
+
+    x = np.random.default_rng(1).normal(0, 0.1, (40, 17, 2)).astype(np.float32)
+    torch.manual_seed(0)
+    model = randomize_bn(TemporalModel(LifterConfig(filter_widths=(3, 3), channels=16, input_norm="pelvis_scale_pos")))
+    from pipeline.lift import infer
+
+    base = infer(model, x, flip=False)
+    scaled_about_pelvis = (x - x[:, :1]) * 2.0 + x[:, :1]
+    assert np.allclose(base, infer(model, scaled_about_pelvis, flip=False), atol=1e-4)
+    assert not np.allclose(base, infer(model, x + np.float32([0.4, 0.0]), flip=False), atol=1e-4)
+    # The strided training pass and the dilated pass still agree.
+    win = torch.from_numpy(x[:9])[None]
+    full = model(win)
+    assert torch.allclose(model.forward_strided(win), full, atol=1e-5)

@@ -72,15 +72,11 @@ def _native_logs_muted():
     if not real or _state["verbose"]:
         yield console
         return
+    from pipeline.keypoints_mediapipe import native_stderr_silenced
+
     sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null, os.fdopen(os.dup(saved), "w") as out:
-            os.dup2(null.fileno(), 2)
-            yield Console(file=out, force_terminal=console.is_terminal)
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with os.fdopen(os.dup(2), "w") as out, native_stderr_silenced():
+        yield Console(file=out, force_terminal=console.is_terminal)
 
 
 def _lifter_config(arch: Optional[str], channels: int, causal: bool):

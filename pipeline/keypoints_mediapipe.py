@@ -164,7 +164,7 @@ def _iou(box: np.ndarray, other: np.ndarray) -> float:
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced():
+def native_stderr_silenced():
     """Point file descriptor 2 at /dev/null for a moment.
 
     MediaPipe's C++ graph logs INFO/WARNING lines (TFLite delegate, NORM_RECT) straight to fd 2 when it
@@ -196,7 +196,7 @@ class MediaPipePose:
             raise ModelError(f"the MediaPipe 2D backend needs the mediapipe package ({exc})") from None
         self.config = config or MediaPipeConfig()
         # model_complexity=1 is the only BlazePose model in the wheel; 0 and 2 would be downloaded.
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
                                                 enable_segmentation=self.config.mask == "silhouette",
                                                 min_detection_confidence=self.config.min_detection_confidence)
@@ -335,7 +335,7 @@ class MediaPipePose:
         graph = self._video if video else self._pose
         if self._quiet_calls > 0:
             self._quiet_calls -= 1
-            with _native_stderr_silenced():
+            with native_stderr_silenced():
                 result = graph.process(rgb)
         else:
             result = graph.process(rgb)

@@ -30,7 +30,7 @@ __all__ = ["Motion", "ManifestEntry", "read_bvh", "read_asf_amc", "load_motion",
            "load_manifest", "load_dataset", "READER_VERSION"]
 
 # Bump when anything changes what a file reads as, so cached results are recomputed.
-READER_VERSION = 2
+READER_VERSION = 3
 # Glitch tests on the pelvis, per step between consecutive frames: faster than any human (elite sprinters
 # peak at 12.4 m/s), or a velocity that differs from both neighbouring steps' by more than GLITCH_DV_MPS
 # (a one-step jump of >= 4 cm at 120 fps; real CMU motion, jumps and kicks included, stays below 5 m/s).

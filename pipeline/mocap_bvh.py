@@ -28,8 +28,9 @@ distance in the rest pose (H36M's pelvis->spine / pelvis->thorax = 233 / 490 mm)
 zero offset; it is restored (see :func:`_repair_thorax`), else the torso is 12 cm short.
 (b) the daz skeletons end at the eyes; 0.23 hip-to-ankle lengths above the head joint is the crown for
 a 1.64 m body (eye height 0.936 x stature).
-Known difference between flavours: the CMU-derived thorax sits 5-8 cm below the line between the
-shoulders, the daz one 5 cm above it (the skeletons place the neck base differently).
+The daz rigs are a stock figure the motion was retargeted onto (shoulders 23 cm apart, long forearms, the
+neck base 5 cm above the shoulder line where the CMU skeletons put it 5-8 cm below): after the table above
+they are conformed to the CMU ASF proportions and thorax placement (``conform_proportions``).
 
 Units: cgspeed-mb and cgspeed-3dsmax are in CMU's ASF unit (x0.056444), cgspeed-daz in centimetres,
 cgspeed-3dsmax-metres in metres; daz-metres is a 0.78x copy of a centimetre file written in metres, so its
@@ -47,8 +48,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import InputError
-from pipeline.mocap_fk import (assemble_h36m, choose_scale, euler_matrices, place_on_floor, read_text,
-                               spine_weight, to_y_up)
+from pipeline.mocap_fk import (assemble_h36m, choose_scale, conform_proportions, euler_matrices,
+                               place_on_floor, read_text, spine_weight, to_y_up)
 
 # A point spec is a joint name, (name, "end") for its End Site, or (name, (dx, dy, dz)) for an offset in
 # the joint's own frame measured in hip-to-ankle lengths (so it is scale-free).
@@ -82,6 +83,9 @@ FLAVOURS: dict[str, dict] = {
 
 
 _CHAINS = ("spine_chain", "repair_thorax")
+# Flavours whose motion was retargeted onto a stock figure: their joint placement is the figure's, not the
+# actor's, so they are conformed to the CMU proportions (:func:`pipeline.mocap_fk.conform_proportions`).
+RETARGETED = ("cgspeed-daz",)
 
 
 @dataclass
@@ -267,6 +271,8 @@ def read_bvh_detail(path: Path, fps: float | None = None) -> tuple[np.ndarray, f
     metres, known, unit = choose_scale(leg)
     up = rest_pts["thorax"] - 0.5 * (rest_pts["l_hip"] + rest_pts["r_hip"])
     out = to_y_up(assemble_h36m(points) * metres, up)
+    if flavour in RETARGETED:
+        out = conform_proportions(out)
     rate = 1.0 / frame_time
     if abs(rate - round(rate)) < 5e-4 * rate:  # headers round 1/120 s to .0083333 or 0.008333
         rate = float(round(rate))

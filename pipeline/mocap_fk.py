@@ -28,6 +28,14 @@ ANKLE_HEIGHT_M = 0.08
 FLOOR_KEEP_M = (0.0, 0.25)
 # H36M's spine joint sits at 233 / (233 + 257) of the way from pelvis to thorax (H36M mean bone lengths).
 SPINE_FRACTION = 0.48
+# Bone lengths of the H36M17 skeleton (indexed by the bone's child joint; the root entry is unused) as
+# fractions of the hip-to-ankle length: medians over the 9 CMU ASF/AMC subjects, measured with these
+# readers. Retargeted rigs are conformed to them (see :func:`conform_proportions`).
+REFERENCE_BONES = np.array([0.0, 0.110, 0.485, 0.519, 0.110, 0.480, 0.519, 0.256, 0.285, 0.119, 0.235,
+                            0.242, 0.355, 0.226, 0.236, 0.356, 0.227])
+# The ASF thorax (neck base) sits this fraction of the hip-to-ankle length below the shoulder line.
+THORAX_BELOW_SHOULDERS = 0.068
+_H36M_PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
 
 
 def read_text(path: Path) -> str:
@@ -191,3 +199,42 @@ def place_on_floor(joints: np.ndarray) -> np.ndarray:
     out = joints.copy()
     out[..., 1] += ANKLE_HEIGHT_M - level
     return out
+
+
+def _ancestry(parents: tuple[int, ...]) -> np.ndarray:
+    """(J, J) matrix: entry [c, k] is 1 when bone k lies on the path from the root to joint c."""
+    a = np.zeros((len(parents), len(parents)))
+    for c in range(len(parents)):
+        k = c
+        while parents[k] >= 0:
+            a[c, k], k = 1.0, parents[k]
+    return a
+
+
+def conform_proportions(joints: np.ndarray) -> np.ndarray:
+    """Give a retargeted rig the CMU actors' proportions and neck-base placement.
+
+    Retargeted BVH rigs (the daz flavours) carry the motion on a stock figure whose joints sit elsewhere than
+    the actor's: shoulders 23 cm apart instead of 37, forearms 25% long, the neck base 5 cm above the
+    shoulder line instead of 6 cm below it. Left as they are they teach the lifter a second anatomy. The
+    thorax is moved to THORAX_BELOW_SHOULDERS under the shoulder midpoint, then every bone is scaled (along
+    its own direction, children carried along) to REFERENCE_BONES times the rig's hip-to-ankle length.
+
+    Args:
+        joints: (T, 17, 3) metres, H36M17 order.
+
+    Returns:
+        (T, 17, 3) conformed copy; pelvis, leg length and all joint angles' directions kept.
+    """
+    j = joints.astype(np.float64)
+    parents = np.array([max(p, 0) for p in _H36M_PARENTS])
+    lengths = np.linalg.norm(j - j[:, parents], axis=-1).mean(axis=0)  # (17,) per-bone mean
+    leg = 0.5 * (lengths[2] + lengths[3] + lengths[5] + lengths[6])
+    mid = 0.5 * (j[:, 11] + j[:, 14])
+    up = mid - j[:, 0]
+    up /= np.linalg.norm(up, axis=-1, keepdims=True) + 1e-9
+    j[:, 8] = mid - THORAX_BELOW_SHOULDERS * leg * up
+    bones = j - j[:, parents]
+    norms = np.linalg.norm(bones, axis=-1, keepdims=True).mean(axis=0, keepdims=True) + 1e-9
+    bones *= REFERENCE_BONES[None, :, None] * leg / norms
+    return j[:, :1] + np.einsum("ck,tkd->tcd", _ancestry(_H36M_PARENTS), bones)

@@ -333,6 +333,32 @@ def test_cmu_body_size_and_floor(motions, key):
     assert np.median(j[:, 8, 1] - j[:, 0, 1]) > 0.35  # Y is up: thorax above pelvis
 
 
+@pytest.mark.parametrize("key", FILES)
+def test_cmu_flavours_share_one_anatomy(motions, key):
+    """Every flavour, retargeted daz rigs included, gives the actors' proportions: shoulder width and
+    forearm relative to the leg, and the neck base below the shoulder line."""
+    j = motions[key].joints.astype(np.float64)
+    leg = np.linalg.norm(j[:, 4] - j[:, 5], axis=-1).mean() + np.linalg.norm(j[:, 5] - j[:, 6], axis=-1).mean()
+    shoulders = np.linalg.norm(j[:, 11] - j[:, 14], axis=-1).mean() / leg
+    forearm = np.linalg.norm(j[:, 12] - j[:, 13], axis=-1).mean() / leg
+    assert 0.38 < shoulders < 0.50 and 0.19 < forearm < 0.26, (shoulders, forearm)
+    mid = 0.5 * (j[:, 11] + j[:, 14])
+    up = (mid - j[:, 0]) / np.linalg.norm(mid - j[:, 0], axis=-1, keepdims=True)
+    assert np.median(((j[:, 8] - mid) * up).sum(-1)) < 0.0
+
+
+def test_conform_proportions_keeps_pelvis_and_leg_and_sets_lengths():
+    from pipeline.mocap_fk import REFERENCE_BONES, conform_proportions
+    rng = np.random.default_rng(0)
+    j = STANDING[None].astype(np.float64) + rng.normal(0, 0.01, (5, 17, 3))
+    out = conform_proportions(j)
+    assert np.allclose(out[:, 0], j[:, 0])
+    parents = [0, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15]
+    lengths = np.linalg.norm(out - out[:, parents], axis=-1).mean(0)
+    leg_in = 0.5 * sum(np.linalg.norm(j[:, c] - j[:, p], axis=-1).mean() for c, p in ((2, 1), (3, 2), (5, 4), (6, 5)))
+    assert np.allclose(lengths[1:], REFERENCE_BONES[1:] * leg_in, rtol=0.02)
+
+
 def _forward(j: np.ndarray) -> np.ndarray:
     """Body forward per frame for a right-handed Y-up world: (left hip - right hip) x up."""
     f = np.cross(j[:, 4] - j[:, 1], j[:, 8] - j[:, 0])

@@ -246,21 +246,28 @@ def run(
     export: list[Path] = typer.Option([], "--export", "-e", help="Data file(s): .json, .npz or .csv (repeatable)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run YAML (configs/run.yaml)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (overrides the config)."),
-    backend: str = typer.Option("auto", help="2D backend: auto or mediapipe (bundled, offline)."),
+    backend: Optional[str] = typer.Option(
+        None, help="2D backend: auto (YOLO + mmpose when their weights are present or downloadable, else "
+                   "MediaPipe), yolo-mmpose, or mediapipe (bundled, offline). Default: the config's (auto)."),
     layout: Optional[str] = typer.Option(None, help="side (video | 3D view), pip (3D inset) or overlay."),
     weights: Optional[Path] = typer.Option(None, help="Lifter checkpoint (default: the shipped weights)."),
+    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", envvar="POSE3D_WEIGHTS_DIR",
+                                               help="Folder of the YOLO / mmpose weight files."),
 ) -> None:
     """Video in; tracked 2D skeletons drawn on it, 3D skeletons beside it, and the data exported."""
     from dataclasses import replace
 
     from pipeline.errors import ConfigError
     from pipeline.run import load_run_config, run_video
+    from pipeline.twod import resolve_backend
 
     if out is None and not export:
         raise ConfigError("nothing to write: give --out OUT.mp4 and/or --export FILE")
-    if backend not in ("auto", "mediapipe"):
-        raise ConfigError(f"unknown --backend {backend!r}; use auto or mediapipe")
     cfg = load_run_config(config)
+    if backend:
+        cfg = replace(cfg, twod=replace(cfg.twod, backend=backend))
+    if weights_dir:
+        cfg = replace(cfg, weights_dir=str(weights_dir))
     if device:
         cfg = replace(cfg, device=device)
     if weights:
@@ -268,6 +275,13 @@ def run(
     if layout:
         cfg = replace(cfg, render=replace(cfg.render, layout=layout))
     t0 = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task("weights", total=None, info="", visible=False)
+        twod, notice = resolve_backend(cfg.twod, cfg.weights_dir, cfg.fetch_weights, lambda name, done, total: bar.update(
+            task, description=f"download {name}", completed=done, total=total, visible=True))
+    if notice:
+        console.print(notice, highlight=False, markup=False)
+    cfg = replace(cfg, twod=twod)
     with _native_logs_muted() as screen, _progress(screen) as bar:
         tasks: dict[str, int] = {}
         names = {"2d": "2D people + keypoints", "lift": "lift to 3D", "render": "render + encode", "export": "export"}
@@ -285,7 +299,7 @@ def run(
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     outputs = [str(p) for p in ([result.output] if result.output else []) + result.exports]
     console.print(f"{result.frames} frames ({result.video.width}x{result.video.height}, {result.video.fps:.2f} fps), "
-                  f"{len(result.tracks)} people tracked; {stages}; total {time.perf_counter() - t0:.1f} s. "
+                  f"{len(result.tracks)} people tracked ({result.backend}); {stages}; total {time.perf_counter() - t0:.1f} s. "
                   f"Wrote {', '.join(outputs)}.", highlight=False)
 
 

@@ -1,9 +1,10 @@
 """Stage 2: people detection and identity tracking across frames.
 
-Identities come from Ultralytics' maintained ByteTrack / BoT-SORT implementations, fed with boxes from
-any detector (the MediaPipe backend in :mod:`pipeline.keypoints_mediapipe` today; a YOLO detector later). Both
-trackers match boxes by motion (Kalman-predicted IoU) only -- no appearance -- so two people who cross
-can swap identities, and a person who leaves for longer than ``track_buffer`` comes back with a new id.
+Detection: :class:`YoloDetector` runs an Ultralytics YOLO model (person class only, batched over frames);
+the offline MediaPipe backend (:mod:`pipeline.keypoints_mediapipe`) finds its own boxes. Identities come
+from Ultralytics' maintained ByteTrack / BoT-SORT, fed with boxes from either. Both match boxes by motion
+(Kalman-predicted IoU, BoT-SORT adds camera-motion compensation); a person who is lost for longer than
+``track_buffer`` is re-identified by appearance afterwards (:mod:`pipeline.tracks`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ModelError
 from pipeline.types import Detections
 
 
@@ -62,17 +63,28 @@ class TrackerConfig:
 
 
 def import_ultralytics_trackers():
-    """Import Ultralytics' tracker classes without network access, settings in $HOME or changed threads.
+    """Import Ultralytics' tracker classes (see :func:`import_ultralytics`). Returns ``ultralytics.trackers``."""
+    return import_ultralytics("ultralytics.trackers")
+
+
+def import_ultralytics(module: str = "ultralytics"):
+    """Import an Ultralytics module without network access, pip installs, settings in $HOME or changed threads.
+
+    Args:
+        module: Dotted module name under ``ultralytics``.
 
     Returns:
-        The ``ultralytics.trackers`` module.
+        The module.
     """
+    import importlib
+
     import cv2
     import torch
 
     # Never probe the network (is_online() checks this first) and keep the settings file it writes on
     # first import out of $HOME: $POSE3D_CACHE/ultralytics, else a temp dir. setdefault: the user may override.
     os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "False")  # it would pip-install missing extras at run time
     os.environ.setdefault("YOLO_VERBOSE", "False")  # the library never prints; Ultralytics logs at INFO otherwise
     cache = os.environ.get("POSE3D_CACHE")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(cache) / "ultralytics" if cache
@@ -80,7 +92,7 @@ def import_ultralytics_trackers():
     # Importing ultralytics sets OMP_NUM_THREADS=1 and cv2.setNumThreads(0) for the whole process; undo both.
     threads, cv_threads, omp = torch.get_num_threads(), cv2.getNumThreads(), os.environ.get("OMP_NUM_THREADS")
     try:
-        import ultralytics.trackers as trackers
+        return importlib.import_module(module)
     finally:
         torch.set_num_threads(threads)
         cv2.setNumThreads(cv_threads)
@@ -88,7 +100,6 @@ def import_ultralytics_trackers():
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = omp
-    return trackers
 
 
 class _Boxes:
@@ -178,3 +189,105 @@ class PersonTracker:
         keep = iou[rows, cols] > 0.3
         index[rows[keep]] = cols[keep]
         return index
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Ultralytics YOLO person detector settings.
+
+    Attributes:
+        model: A detector of :data:`pipeline.weights.MODELS` ("yolo11n"), a ``.pt`` file, or an Ultralytics
+            model YAML ("yolo11n.yaml"), which builds the network untrained (pipeline testing only).
+        conf: Smallest person confidence kept.
+        iou: Non-maximum-suppression IoU threshold.
+        imgsz: Network input size, pixels (longest side; letterboxed, aspect preserved).
+        batch_size: Frames per forward pass.
+        max_det: Most people per frame.
+    """
+
+    model: str = "yolo11n"
+    conf: float = 0.25
+    iou: float = 0.7
+    imgsz: int = 640
+    batch_size: int = 8
+    max_det: int = 50
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.conf <= 1 and 0 < self.iou <= 1) or self.imgsz < 32 or self.batch_size < 1 \
+                or self.max_det < 1:
+            raise ConfigError(f"bad DetectorConfig: conf={self.conf}, iou={self.iou}, imgsz={self.imgsz}, "
+                              f"batch_size={self.batch_size}, max_det={self.max_det}")
+
+
+def _detector_source(model: str, weights_dir: str | Path | None) -> str:
+    """The file or YAML Ultralytics should load; never a bare name it would try to download."""
+    from pipeline import weights
+
+    if model in weights.MODELS:
+        if weights.MODELS[model].kind != "detector":
+            raise ConfigError(f"{model!r} is a {weights.MODELS[model].kind} model, not a detector")
+        return str(weights.locate(model, weights_dir))
+    if model.endswith((".yaml", ".yml")):
+        return model  # Ultralytics builds it from its bundled model definitions, untrained
+    if Path(model).is_file():
+        return model
+    known = ", ".join(k for k, m in weights.MODELS.items() if m.kind == "detector")
+    raise ModelError(f"detector {model!r} is neither a known model ({known}), a model YAML nor an existing file")
+
+
+class YoloDetector:
+    """People boxes from an Ultralytics YOLO model (COCO class 0), several frames per forward pass.
+
+    Args:
+        config: Model and thresholds.
+        device: "cpu" or "cuda[:N]".
+        weights_dir: Weights directory override (see :func:`pipeline.weights.weights_dir`).
+    """
+
+    def __init__(self, config: DetectorConfig | None = None, device: str = "cpu",
+                 weights_dir: str | Path | None = None) -> None:
+        self.config = config or DetectorConfig()
+        self.device = device
+        source = _detector_source(self.config.model, weights_dir)
+        ultralytics = import_ultralytics()
+        try:
+            self._model = ultralytics.YOLO(source, task="detect")
+        except Exception as exc:  # a corrupt or foreign .pt file
+            raise ModelError(f"{source}: cannot load as an Ultralytics YOLO detector ({exc})") from exc
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """People in one (H, W, 3) uint8 BGR image. Returns Detections with track_ids all -1."""
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
+        """People in several frames, ``batch_size`` frames per forward pass.
+
+        Args:
+            images: (H, W, 3) uint8 BGR frames.
+
+        Returns:
+            One Detections per frame: boxes x1 y1 x2 y2 in the frame's pixels, person confidences, ids -1.
+        """
+        import torch
+
+        c, out = self.config, []
+        threads = torch.get_num_threads()
+        try:
+            for start in range(0, len(images), c.batch_size):
+                chunk = images[start:start + c.batch_size]
+                results = self._model.predict(chunk, conf=c.conf, iou=c.iou, imgsz=c.imgsz, classes=[0],
+                                              max_det=c.max_det, device=self.device, verbose=False,
+                                              batch=len(chunk))
+                out += [self._detections(r) for r in results]
+        finally:
+            torch.set_num_threads(threads)  # its predictor pins torch to cpu_count - 1 threads on CPU
+        return out
+
+    @staticmethod
+    def _detections(result) -> Detections:
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            return Detections.empty()
+        xyxy = boxes.xyxy.cpu().numpy().astype(np.float32)
+        conf = boxes.conf.cpu().numpy().astype(np.float32)
+        return Detections(xyxy, conf, np.full(len(conf), -1, np.int64))

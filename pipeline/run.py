@@ -12,17 +12,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from pipeline.config import load_config
 from pipeline.export import export_tracks
 from pipeline.keypoints import coco_to_h36m, fill_gaps
-from pipeline.lift import Lifter
+from pipeline.lift import Lifter, resolve_device
 from pipeline.render import RenderConfig, Renderer, frames_of
-from pipeline.twod import TwoDConfig, TwoDStage
-from pipeline.types import Track, VideoInfo
+from pipeline.twod import TwoDConfig, TwoDStage, resolve_backend
+from pipeline.types import Frame, Track, VideoInfo
 from pipeline.video import VideoReader, VideoWriter, probe
 
 
@@ -47,12 +47,16 @@ class RunConfig:
         decode_max_size: Longest image side given to the 2D stage, pixels (keypoints are mapped back to
             full resolution); 0 keeps the original size.
         device: 'auto', 'cpu' or 'cuda' for the networks that use torch.
+        weights_dir: Where model weights live (None: ``$POSE3D_WEIGHTS_DIR``, else the repository's weights/).
+        fetch_weights: With backend "auto", download missing YOLO/mmpose weights when the host is online.
         crf: H.264 quality of the output video (lower is better and bigger).
         twod, lift, render: Stage settings.
     """
 
     decode_max_size: int = 1280
     device: str = "auto"
+    weights_dir: str | None = None
+    fetch_weights: bool = True
     crf: int = 20
     twod: TwoDConfig = field(default_factory=TwoDConfig)
     lift: LiftStageConfig = field(default_factory=LiftStageConfig)
@@ -84,6 +88,8 @@ class RunResult:
         exports: Written export files.
         seconds: Wall time per stage ('2d', 'lift', 'render', 'export').
         frames: Frames decoded in the 2D pass.
+        backend: The 2D backend that ran ('mediapipe' or 'yolo-mmpose').
+        notices: One-line remarks for the user (e.g. why "auto" fell back to MediaPipe).
     """
 
     video: VideoInfo
@@ -92,20 +98,35 @@ class RunResult:
     exports: list[Path]
     seconds: dict[str, float]
     frames: int
+    backend: str = ""
+    notices: tuple[str, ...] = ()
 
 
 def _two_d_pass(path: Path, info: VideoInfo, config: RunConfig, report) -> tuple[list[Track], int]:
     """Pass 1: people and keypoints on (downscaled) frames; tracks in full-resolution pixels."""
     count = 0
+    device = resolve_device(config.device)
     with VideoReader(path, max_size=config.decode_max_size or None) as reader, \
-            TwoDStage(config.twod, fps=info.fps) as stage:
-        for frame in reader:
-            stage.process(frame)
-            count += 1
+            TwoDStage(config.twod, fps=info.fps, device=device, weights_dir=config.weights_dir) as stage:
+        for batch in _batches(reader, stage.batch_size):
+            stage.process_batch(batch)
+            count += len(batch)
             report("2d", count, info.num_frames)
         tracks = stage.finish(count)
     # Keypoints were found on frames scaled by reader.scale; map them back to the video's pixels.
     return [replace(t, keypoints=(t.keypoints / reader.scale).astype(np.float32)) for t in tracks], count
+
+
+def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
+    """Consecutive frames in lists of ``size`` (the last may be shorter)."""
+    batch: list[Frame] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def lift_tracks(tracks: Sequence[Track], lifter: Lifter, info: VideoInfo, flip: bool = True,
@@ -125,7 +146,10 @@ def lift_tracks(tracks: Sequence[Track], lifter: Lifter, info: VideoInfo, flip: 
     lifted = []
     for i, track in enumerate(tracks):
         h36m, _ = coco_to_h36m(track.keypoints, track.scores)
-        poses = lifter.lift(fill_gaps(h36m), info.width, info.height, info.fps, flip=flip)
+        # A re-identified person's track jumps over the frames they were away: lift each run on its own.
+        runs = np.split(np.arange(len(track)), np.flatnonzero(np.diff(track.frames) > 1) + 1)
+        poses = np.concatenate([lifter.lift(fill_gaps(h36m[r]), info.width, info.height, info.fps, flip=flip)
+                                for r in runs])
         lifted.append(replace(track, poses3d=poses))
         if report:
             report("lift", i + 1, len(tracks))
@@ -167,6 +191,9 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     lifter = lifter or Lifter.load(config.lift.weights, config.device)
+    twod, notice = resolve_backend(config.twod, config.weights_dir, config.fetch_weights,
+                                   lambda name, done, total: report(f"download {name}", done, total or 0))
+    config = replace(config, twod=twod)
     tracks, frames = _two_d_pass(path, info, config, report)
     seconds["2d"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -182,4 +209,5 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
         written.append(export_tracks(target, tracks, info))
         report("export", i + 1, len(exports))
     seconds["export"] = time.perf_counter() - t0
-    return RunResult(info, tracks, Path(output) if output else None, written, seconds, frames)
+    return RunResult(info, tracks, Path(output) if output else None, written, seconds, frames, twod.backend,
+                     (notice,) if notice else ())

@@ -1,23 +1,39 @@
-"""The offline 2D stage in one object: people -> COCO-17 keypoints -> identities -> tracks.
+"""The 2D stage in one object: people -> COCO-17 keypoints -> identities -> tracks.
 
-``pose3d run`` feeds it frames in order::
+Two backends fill the same containers:
 
-    with TwoDStage(TwoDConfig(), fps=video.fps) as stage:
-        for frame in frames:
-            result = stage.process(frame)      # this frame's people, with track ids
-        tracks = stage.finish(num_frames)      # whole tracks, gaps filled or split
+* "yolo-mmpose" (the design's primary path): Ultralytics YOLO boxes, batched over frames -> tracker ->
+  an mmpose top-down model on every tracked box of a frame in one batch.
+* "mediapipe" (offline default): BlazePose finds people and keypoints together (its weights ship in the
+  wheel) -> tracker.
+
+"auto" picks yolo-mmpose when its weights are in the weights directory or can be fetched, else mediapipe
+(:func:`resolve_backend`). ``pose3d run`` feeds the stage frames in order::
+
+    with TwoDStage(TwoDConfig(backend="mediapipe"), fps=video.fps) as stage:
+        for batch in batches_of(frames, stage.batch_size):
+            results = stage.process_batch(batch)   # these frames' people, with track ids
+        tracks = stage.finish(num_frames)          # whole tracks, gaps filled or split, people re-identified
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pipeline.detect import PersonTracker, TrackerConfig
+from pathlib import Path
+from typing import Callable
+
+from pipeline import weights
+from pipeline.detect import DetectorConfig, PersonTracker, TrackerConfig, YoloDetector
+from pipeline.errors import ConfigError, Pose3DError
 from pipeline.keypoints_mediapipe import MediaPipeConfig, MediaPipePose
-from pipeline.tracks import TrackBuilder, TrackConfig
+from pipeline.keypoints_mmpose import MMPoseConfig, MMPoseEstimator
+from pipeline.tracks import TrackBuilder, TrackConfig, appearance
 from pipeline.types import Detections, Frame, Track
+
+BACKENDS = ("auto", "mediapipe", "yolo-mmpose")
 
 
 @dataclass(frozen=True)
@@ -25,14 +41,24 @@ class TwoDConfig:
     """Settings of the 2D stage.
 
     Attributes:
-        mediapipe: The keypoint backend (multi-person search by masking).
+        backend: "auto", "mediapipe" or "yolo-mmpose" (see the module docstring).
+        detector: YOLO person detector (yolo-mmpose).
+        mmpose: Top-down keypoint model (yolo-mmpose).
+        mediapipe: BlazePose multi-person search by masking (mediapipe).
         tracker: Identity tracking.
-        tracks: Gap filling, splitting and minimum length.
+        tracks: Gap filling, splitting, minimum length and re-identification.
     """
 
+    backend: str = "auto"
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    mmpose: MMPoseConfig = field(default_factory=MMPoseConfig)
     mediapipe: MediaPipeConfig = field(default_factory=MediaPipeConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     tracks: TrackConfig = field(default_factory=TrackConfig)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown 2D backend {self.backend!r}; use one of {', '.join(BACKENDS)}")
 
 
 @dataclass(frozen=True)
@@ -42,7 +68,7 @@ class FrameResult:
     Attributes:
         index: Frame number.
         detections: (N) boxes, person scores and track ids (-1: not yet confirmed by the tracker).
-        keypoints: (N, 17, 2) float32 COCO-17 pixels.
+        keypoints: (N, 17, 2) float32 COCO-17 pixels (NaN for boxes the tracker did not keep, yolo-mmpose).
         scores: (N, 17) float32 joint confidences in [0, 1].
     """
 
@@ -52,21 +78,78 @@ class FrameResult:
     scores: np.ndarray
 
 
-class TwoDStage:
-    """Runs MediaPipe, the tracker and the track builder frame by frame.
+def _needed_weights(config: TwoDConfig) -> list[str]:
+    """Table names of the yolo-mmpose files this config needs (untrained YAML / 'none' / paths need none)."""
+    needed = [config.detector.model] if config.detector.model in weights.MODELS else []
+    return needed + ([config.mmpose.model] if config.mmpose.checkpoint == "auto" else [])
+
+
+def resolve_backend(config: TwoDConfig, weights_dir: str | Path | None = None, fetch: bool = True,
+                    progress: Callable[[str, int, int | None], None] | None = None) -> tuple[TwoDConfig, str | None]:
+    """Turn backend "auto" into a concrete one, fetching yolo-mmpose weights when allowed and possible.
 
     Args:
         config: Stage settings.
+        weights_dir: Weights directory override.
+        fetch: Try to download missing weights (connected hosts).
+        progress: Download progress: (model name, bytes done, bytes total or None).
+
+    Returns:
+        (config with a concrete backend, a one-line notice when "auto" fell back to MediaPipe, else None).
+    """
+    if config.backend != "auto":
+        return config, None
+    missing = []
+    for name in _needed_weights(config):
+        try:
+            weights.locate(name, weights_dir)
+        except weights.WeightsMissingError:
+            missing.append(name)
+    reason = ""
+    for name in list(missing) if fetch else []:
+        try:
+            weights.fetch(name, weights_dir, progress=(lambda d, t, n=name: progress(n, d, t)) if progress else None)
+            missing.remove(name)
+        except Pose3DError as exc:
+            reason = f" ({exc})"
+            break
+    if not missing:
+        return replace(config, backend="yolo-mmpose"), None
+    files = ", ".join(weights.MODELS[n].filename for n in missing)
+    return replace(config, backend="mediapipe"), (
+        f"YOLO + mmpose weights missing ({files} in {weights.weights_dir(weights_dir)}){reason}: using the bundled "
+        f"MediaPipe model; `pose3d weights fetch {' '.join(missing)}` on a connected host enables them")
+
+
+class TwoDStage:
+    """Runs the chosen backend, the tracker and the track builder frame by frame.
+
+    Args:
+        config: Stage settings; backend "auto" is resolved here without downloading (see
+            :func:`resolve_backend` to allow downloads).
         fps: Video frame rate, Hz (scales the tracker's buffer and the track rules).
+        device: Torch device for the yolo-mmpose networks.
+        weights_dir: Weights directory override.
     """
 
-    def __init__(self, config: TwoDConfig | None = None, fps: float = 30.0) -> None:
-        self.config = config or TwoDConfig()
-        self.fps = fps
-        self._pose = MediaPipePose(self.config.mediapipe)
-        self._tracker = PersonTracker(self.config.tracker, fps)
-        self._builder = TrackBuilder(self.config.tracks)
+    def __init__(self, config: TwoDConfig | None = None, fps: float = 30.0, device: str = "cpu",
+                 weights_dir: str | Path | None = None) -> None:
+        config, self.notice = resolve_backend(config or TwoDConfig(), weights_dir, fetch=False)
+        self.config, self.fps = config, fps
+        self._pose = self._detector = self._keypoints = None
+        if config.backend == "mediapipe":
+            self._pose = MediaPipePose(config.mediapipe)
+        else:
+            self._detector = YoloDetector(config.detector, device, weights_dir)
+            self._keypoints = MMPoseEstimator(config.mmpose, device, weights_dir)
+        self._tracker = PersonTracker(config.tracker, fps)
+        self._builder = TrackBuilder(config.tracks)
         self._frames = 0
+
+    @property
+    def batch_size(self) -> int:
+        """Frames :meth:`process_batch` should get at once (the detector's batch; 1 for MediaPipe)."""
+        return self.config.detector.batch_size if self._detector is not None else 1
 
     def __enter__(self) -> "TwoDStage":
         return self
@@ -76,28 +159,50 @@ class TwoDStage:
 
     def close(self) -> None:
         """Release the MediaPipe graph."""
-        self._pose.close()
+        if self._pose is not None:
+            self._pose.close()
 
     def process(self, frame: Frame) -> FrameResult:
-        """Find, identify and record the people in one frame (frames must come in order).
+        """Find, identify and record the people in one frame (frames must come in order)."""
+        return self.process_batch([frame])[0]
+
+    def process_batch(self, frames: list[Frame]) -> list[FrameResult]:
+        """Find, identify and record the people in consecutive frames.
 
         Args:
-            frame: The decoded frame.
+            frames: Decoded frames, in order, continuing the previous call's.
 
         Returns:
-            The frame's people with their track ids.
+            Each frame's people with their track ids.
         """
-        people = self._pose.estimate(frame.image)
-        if people:
-            found = Detections(np.stack([p.box for p in people]), np.array([p.score for p in people], np.float32),
-                               np.full(len(people), -1, np.int64))
-            keypoints = np.stack([p.keypoints for p in people])
-            scores = np.stack([p.scores for p in people])
-        else:
-            found = Detections.empty()
-            keypoints, scores = np.zeros((0, 17, 2), np.float32), np.zeros((0, 17), np.float32)
+        if self._detector is None:
+            return [self._record(f, *self._mediapipe(f.image)) for f in frames]
+        found = self._detector.detect_batch([f.image for f in frames])
+        return [self._record(f, boxes, None) for f, boxes in zip(frames, found)]
+
+    def _mediapipe(self, image: np.ndarray) -> tuple[Detections, tuple[np.ndarray, np.ndarray]]:
+        people = self._pose.estimate(image)
+        if not people:
+            return Detections.empty(), (np.zeros((0, 17, 2), np.float32), np.zeros((0, 17), np.float32))
+        found = Detections(np.stack([p.box for p in people]), np.array([p.score for p in people], np.float32),
+                           np.full(len(people), -1, np.int64))
+        return found, (np.stack([p.keypoints for p in people]), np.stack([p.scores for p in people]))
+
+    def _record(self, frame: Frame, found: Detections, points: tuple[np.ndarray, np.ndarray] | None) -> FrameResult:
+        """Track one frame's people, estimate keypoints where still needed, and hand them to the builder."""
         tracked = self._tracker.update(found, frame.image)  # empty frames too: lost tracks must age
-        self._builder.add(frame.index, tracked, keypoints, scores)
+        if points is None:
+            # Top-down keypoints only for boxes the tracker kept: unconfirmed boxes never reach a track.
+            keypoints = np.full((len(tracked), 17, 2), np.nan, np.float32)
+            scores = np.zeros((len(tracked), 17), np.float32)
+            kept = np.flatnonzero(tracked.track_ids >= 0)
+            if len(kept):
+                keypoints[kept], scores[kept] = self._keypoints.estimate(frame.image, tracked.boxes[kept])
+        else:
+            keypoints, scores = points
+        looks = [appearance(frame.image, box) if i >= 0 else None
+                 for box, i in zip(tracked.boxes, tracked.track_ids.tolist())]
+        self._builder.add(frame.index, tracked, keypoints, scores, looks)
         self._frames = max(self._frames, frame.index + 1)
         return FrameResult(frame.index, tracked, keypoints, scores)
 

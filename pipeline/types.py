@@ -111,7 +111,8 @@ class Track:
 
     Attributes:
         track_id: Identity, stable over the clip.
-        frames: (T,) int64 frame indices, strictly increasing (consecutive after gap filling).
+        frames: (T,) int64 frame indices, strictly increasing; consecutive except where the person was away
+            longer than the gap filling covers and was re-identified afterwards (see :mod:`pipeline.tracks`).
         keypoints: (T, 17, 2) float32 COCO-17 pixels (NaN where the person was not seen).
         scores: (T, 17) float32 keypoint confidences in [0, 1] (0 where not seen).
         interpolated: (T,) bool, True for frames filled in across a short gap.

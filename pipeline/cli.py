@@ -299,7 +299,7 @@ def run(
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     outputs = [str(p) for p in ([result.output] if result.output else []) + result.exports]
     console.print(f"{result.frames} frames ({result.video.width}x{result.video.height}, {result.video.fps:.2f} fps), "
-                  f"{len(result.tracks)} people tracked ({result.backend}); {stages}; total {time.perf_counter() - t0:.1f} s. "
+                  f"{len(result.tracks)} {'person' if len(result.tracks) == 1 else 'people'} tracked ({result.backend}); {stages}; total {time.perf_counter() - t0:.1f} s. "
                   f"Wrote {', '.join(outputs)}.", highlight=False)
 
 
@@ -366,6 +366,10 @@ def evaluate_video(
         rows = evaluate_videos(sliced, lifter, synth=SynthConfig(seed=seed),
                                progress=lambda d, t: bar.update(task, completed=d))
     typer.echo(format_rows(rows))
+
+from pipeline.cli_weights import weights_app  # noqa: E402 -- mounted after the commands it sits beside
+
+app.add_typer(weights_app, name="weights")
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

@@ -105,20 +105,21 @@ def resolve_backend(config: TwoDConfig, weights_dir: str | Path | None = None, f
             weights.locate(name, weights_dir)
         except weights.WeightsMissingError:
             missing.append(name)
-    reason = ""
+    tried = False
     for name in list(missing) if fetch else []:
         try:
             weights.fetch(name, weights_dir, progress=(lambda d, t, n=name: progress(n, d, t)) if progress else None)
             missing.remove(name)
-        except Pose3DError as exc:
-            reason = f" ({exc})"
+        except Pose3DError:
+            tried = True  # offline or unreachable: the notice below says what to do; the detail is noise here
             break
     if not missing:
         return replace(config, backend="yolo-mmpose"), None
     files = ", ".join(weights.MODELS[n].filename for n in missing)
+    why = "not downloadable from this host" if tried else "downloads disabled (fetch_weights: false)"
     return replace(config, backend="mediapipe"), (
-        f"YOLO + mmpose weights missing ({files} in {weights.weights_dir(weights_dir)}){reason}: using the bundled "
-        f"MediaPipe model; `pose3d weights fetch {' '.join(missing)}` on a connected host enables them")
+        f"using the bundled MediaPipe model: YOLO + mmpose weights missing in {weights.weights_dir(weights_dir)} "
+        f"({files}), {why}; `pose3d weights fetch {' '.join(missing)}` on a connected host enables them")
 
 
 class TwoDStage:

@@ -89,6 +89,33 @@ class CameraConfig:
 
 
 @dataclass(frozen=True)
+class EvolveConfig:
+    """Evolutionary pose augmentation (paper 004): crossover, mutation and natural selection of windows.
+
+    See :mod:`pipeline.evolve` for how whole temporal windows are evolved and the joint-angle limits.
+
+    Attributes:
+        fraction: Share of the training windows replaced by evolved offspring (0 disables evolution).
+        generations: Rounds of crossover + mutation + selection each evolved window goes through.
+        mutation_sigma_deg: Standard deviation of the mutation's rotation angle, degrees.
+        floor_tolerance: How far (metres) an offspring's lowest joint may sink below the lowest point its
+            receiving parent reaches in the window before the offspring is rejected.
+    """
+
+    fraction: float = 0.0
+    generations: int = 2
+    mutation_sigma_deg: float = 15.0
+    floor_tolerance: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ConfigError(f"augment.evolve.fraction must be in [0, 1], got {self.fraction}")
+        if self.generations < 1 or self.mutation_sigma_deg < 0.0 or self.floor_tolerance < 0.0:
+            raise ConfigError(f"augment.evolve: generations must be >= 1 and mutation_sigma_deg, floor_tolerance "
+                              f">= 0, got {self.generations}, {self.mutation_sigma_deg}, {self.floor_tolerance}")
+
+
+@dataclass(frozen=True)
 class AugmentConfig:
     """Training-pair augmentation.
 
@@ -100,8 +127,10 @@ class AugmentConfig:
         swap_prob: Per frame probability that a left/right limb pair is swapped (detector confusion).
         bone_scale: Max relative per-bone length change (symmetric left/right).
         global_scale: Max relative whole-body size change.
-        rate_intervals: Frame intervals for multi-rate sampling (paper 003); 1 is the original rate.
-        rate_prob: Probability that a sample uses an interval other than 1.
+        rate_intervals: Frame intervals for multi-rate sampling (paper 003): a multi-rate window takes every
+            s-th frame, s drawn uniformly from the entries above 1 (entries equal to 1 are ignored).
+        rate_prob: Share of the windows that are multi-rate; the other windows keep the original rate.
+        evolve: Evolutionary pose augmentation (paper 004); off by default.
     """
 
     flip: float = 0.5
@@ -113,6 +142,15 @@ class AugmentConfig:
     global_scale: float = 0.05
     rate_intervals: tuple[int, ...] = (1, 3, 5, 7)
     rate_prob: float = 0.0
+    evolve: EvolveConfig = field(default_factory=EvolveConfig)
+
+    def __post_init__(self) -> None:
+        if any(s < 1 for s in self.rate_intervals) or not 0.0 <= self.rate_prob <= 1.0:
+            raise ConfigError(f"augment: rate_intervals must be >= 1 and rate_prob in [0, 1], got "
+                              f"{self.rate_intervals} and {self.rate_prob}")
+        if self.rate_prob > 0.0 and not any(s > 1 for s in self.rate_intervals):
+            raise ConfigError(f"augment: rate_prob is {self.rate_prob} but rate_intervals {self.rate_intervals} "
+                              "holds no interval above 1; add e.g. 3, 5, 7")
 
 
 @dataclass(frozen=True)
@@ -124,12 +162,15 @@ class LossConfig:
         acceleration: beta, weight of the acceleration-difference term.
         limb_length: gamma, weight of the temporal limb-length invariance term.
         frames: Consecutive output frames per sample used by the temporal terms (>= 3 for acceleration).
+        bone: Weight of paper 004's bone term, the mean L1 distance between predicted and ground-truth bone
+            vectors (0 disables it; works with any ``frames``).
     """
 
     velocity: float = 2.0
     acceleration: float = 10.0
     limb_length: float = 1.5
     frames: int = 3
+    bone: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,17 @@
 """Training pairs for the lifter: mocap windows seen through random virtual cameras, with detector-like 2D.
 
 Each sample is a window of consecutive mocap frames (optionally every s-th frame: multi-rate sampling,
-paper 003), re-proportioned (random bone lengths), filmed by a random pinhole camera
+paper 003), optionally bred by evolutionary augmentation (:mod:`pipeline.evolve`, paper 004),
+re-proportioned (random bone lengths), filmed by a random pinhole camera
 (:func:`pipeline.cameras.sample_cameras`), optionally mirrored, and corrupted the way a single-image 2D
 detector corrupts keypoints (jitter, a per-window bias per joint, stale joints, left/right swaps). Windows
 are cut at sequence ends by replicating the end frame, as inference pads.
+
+Multi-rate sampling follows paper 003: a share ``rate_prob`` of the windows takes every s-th frame of its
+clip, s drawn uniformly from the intervals above 1 (3, 5, 7), so the lifter also sees motion s times faster
+than captured; the other windows keep the original rate. Taking every s-th frame around a random anchor and
+replicating the clip's end frames is the same as subsampling the whole clip at s (from a random phase) and
+cutting padded windows from it, as paper 003 subsamples sequences.
 
 Outputs:
     x: (B, L, 17, 2) normalised screen coordinates, L = receptive_field + K - 1.
@@ -21,6 +28,7 @@ import torch
 from pipeline.cameras import normalize_screen, sample_cameras
 from pipeline.config import AugmentConfig, CameraConfig
 from pipeline.errors import InputError
+from pipeline.evolve import bone_vectors, evolve_windows, from_bones
 from pipeline.skeleton import H36M17
 
 # Joints a 2D detector finds worst get more jitter: wrists, ankles, and the face-derived head.
@@ -49,24 +57,7 @@ def rescale_bones(joints: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     Returns:
         (B, T, J, 3) re-proportioned positions.
     """
-    parents = torch.tensor([max(p, 0) for p in H36M17.parents])
-    bones = (joints - joints[:, :, parents]) * scale[:, None, :, None]
-    # Each joint is the pelvis plus the scaled bones on its path from the root: one matrix product.
-    return joints[:, :, :1] + torch.einsum("ck,btkd->btcd", _ANCESTRY, bones)
-
-
-def _ancestry() -> torch.Tensor:
-    """(J, J) matrix: entry (c, k) is 1 when bone k (ending at joint k) lies on the root-to-c path."""
-    a = torch.zeros(H36M17.num_joints, H36M17.num_joints)
-    for c in range(H36M17.num_joints):
-        k = c
-        while H36M17.parents[k] >= 0:
-            a[c, k] = 1.0
-            k = H36M17.parents[k]
-    return a
-
-
-_ANCESTRY = _ancestry()
+    return from_bones(joints[:, :, 0], bone_vectors(joints) * scale[:, None, :, None])
 
 
 def corrupt_2d(uv: torch.Tensor, config: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
@@ -156,6 +147,8 @@ class PoseWindows:
         """Draw a batch of (x, y) pairs; see the module docstring for shapes. ``noisy=False`` gives exact 2D."""
         world = self.joints[self._indices(batch_size, gen)]
         aug = self.augment
+        if aug.evolve.fraction > 0.0:
+            world = evolve_windows(world, aug.evolve, gen).windows
         scale = _symmetric_bone_scale(batch_size, aug.bone_scale, gen)
         scale *= 1.0 + aug.global_scale * (2.0 * torch.rand(batch_size, 1, generator=gen) - 1.0)
         world = rescale_bones(world, scale)

@@ -89,7 +89,8 @@ class TrainResult:
 def _validation_batch(clips: list[Clip], config: TrainConfig, n: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed set of exact-2D validation windows (same cameras every epoch, so epochs compare)."""
     windows = PoseWindows(clips, config.lifter.receptive_field, 1, config.lifter.causal, config.camera,
-                          replace(config.augment, flip=0.0, bone_scale=0.0, global_scale=0.0, rate_prob=0.0))
+                          replace(config.augment, flip=0.0, bone_scale=0.0, global_scale=0.0, rate_prob=0.0,
+                                  evolve=replace(config.augment.evolve, fraction=0.0)))
     return windows.sample(n, torch.Generator().manual_seed(1234), noisy=False)
 
 

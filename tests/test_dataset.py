@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
-from _synth import moving_person
+from _synth import moving_person, rigid_motion
 from pipeline.config import AugmentConfig, CameraConfig
 from pipeline.dataset import Clip, PoseWindows, _symmetric_bone_scale, corrupt_2d, rescale_bones
 from pipeline.errors import InputError
@@ -174,6 +176,50 @@ def test_multi_rate_probability():
     assert set(step[interior].tolist()) == {1, 4}
     plain = windows(AugmentConfig(rate_prob=0.0, rate_intervals=(3,)), lengths=(5000,))._indices(500, gen(13))
     assert set((plain[:, 1] - plain[:, 0]).tolist()) <= {0, 1}
+
+
+def test_multi_rate_mixes_intervals_3_5_7_with_the_original_rate():
+    """Paper 003: windows every 3rd, 5th or 7th frame alongside original-rate windows (rate_prob of them)."""
+    data = windows(AugmentConfig(rate_prob=0.5, rate_intervals=(1, 3, 5, 7)), lengths=(20000,))
+    idx = data._indices(6000, gen(21))
+    interior = (idx[:, 0] > 0) & (idx[:, -1] < 19999)
+    step = (idx[:, 1] - idx[:, 0])[interior]
+    assert ((idx.diff(dim=1)[interior]) == step[:, None]).all(), "a window's frames are evenly spaced"
+    share = {s: float((step == s).float().mean()) for s in (1, 3, 5, 7)}
+    assert set(step.tolist()) == {1, 3, 5, 7}
+    assert share[1] == pytest.approx(0.5, abs=0.04)
+    for s in (3, 5, 7):
+        assert share[s] == pytest.approx(0.5 / 3, abs=0.03), share
+
+
+def test_multi_rate_windows_stay_inside_short_clips():
+    data = windows(AugmentConfig(rate_prob=1.0, rate_intervals=(3, 5, 7)), lengths=(40, 9, 100))
+    idx = data._indices(3000, gen(22))
+    clip = _clip_of(data, idx)
+    assert (clip == clip[:, :1]).all() and (idx.diff(dim=1) >= 0).all()
+    # Near a clip's end the window keeps repeating the end frame, as inference pads a sequence.
+    lo, hi = data.starts[clip[:, 0]], data.ends[clip[:, 0]] - 1
+    assert ((idx == lo[:, None]) | (idx == hi[:, None])).any(dim=1).float().mean() > 0.5
+    steps = idx.diff(dim=1)
+    assert set(steps.unique().tolist()) <= {0, 1, 2, 3, 4, 5, 6, 7}
+
+
+@pytest.mark.parametrize("rate_prob,expected", [(0.0, {1}), (1.0, {3, 5, 7})])
+def test_multi_rate_targets_really_skip_frames(rate_prob, expected):
+    """The body turns 0.02 rad per captured frame, so consecutive target frames s apart turn by 0.02 s."""
+    clip = [Clip(torch.tensor(rigid_motion(3000, seed=2), dtype=torch.float32), "turn", "1", "walk")]
+    data = PoseWindows(clip, RF, K, False, CameraConfig(),
+                       replace(EXACT, flip=0.5, rate_prob=rate_prob, rate_intervals=(3, 5, 7)))
+    _, y = data.sample(400, gen(23), noisy=False)
+    hips = y[:, :, H36M17.index("l_hip")] - y[:, :, H36M17.index("r_hip")]
+    turn = torch.arccos(torch.nn.functional.cosine_similarity(hips[:, 0], hips[:, 1], dim=-1).clamp(-1, 1))
+    frames = torch.round(turn / 0.02)
+    interior = torch.isclose(turn, frames * 0.02, atol=1e-3) & (frames > 0)
+    assert interior.float().mean() > 0.9
+    steps = frames[interior].int()
+    assert set(steps.tolist()) >= expected
+    # Only windows clamped at the clip's ends (a few per cent here) show other steps.
+    assert torch.isin(steps, torch.tensor(sorted(expected))).float().mean() > 0.95
 
 
 def test_short_clip_replicates_its_end_frames():

@@ -12,6 +12,7 @@ from pipeline.config import LossConfig
 from pipeline.losses import (
     acceleration_loss,
     bone_lengths,
+    bone_loss,
     limb_length_loss,
     mpjpe,
     total_loss,
@@ -38,8 +39,8 @@ def test_ground_truth_has_constant_bones():
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
 def test_every_term_is_zero_on_ground_truth(k):
     gt = ground_truth(k=k)
-    terms = total_loss(gt.clone(), gt, LossConfig())
-    for name in ("total", "mpjpe", "velocity", "acceleration", "limb_length"):
+    terms = total_loss(gt.clone(), gt, LossConfig(bone=1.0))
+    for name in ("total", "mpjpe", "velocity", "acceleration", "limb_length", "bone"):
         assert float(getattr(terms, name)) == pytest.approx(0.0, abs=1e-9), name
 
 
@@ -119,10 +120,31 @@ def test_short_windows_skip_temporal_terms():
     assert float(one.total) == pytest.approx(float(one.mpjpe))
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_bone_loss_known_values(k):
+    """Paper 004's bone term: mean over bones of the L1 norm of each bone vector's error."""
+    gt = ground_truth(b=2, k=k)
+    offset = torch.tensor([0.01, 0.02, -0.02], dtype=gt.dtype)          # L1 norm 0.05 m
+    wrist, elbow = H36M17.index("r_wrist"), H36M17.index("r_elbow")
+    pred = gt.clone()
+    pred[:, :, wrist] += offset                        # a leaf: one bone (forearm) off by the offset
+    assert float(bone_loss(pred, gt)) == pytest.approx(0.05 / 16, rel=1e-9)
+    pred = gt.clone()
+    pred[:, :, elbow] += offset                        # a middle joint: upper arm +offset, forearm -offset
+    assert float(bone_loss(pred, gt)) == pytest.approx(2 * 0.05 / 16, rel=1e-9)
+    # Moving the whole body leaves every bone as it was; MPJPE sees it, the bone term does not.
+    assert float(bone_loss(gt + offset, gt)) == pytest.approx(0.0, abs=1e-12)
+    terms = total_loss(pred, gt, LossConfig(velocity=0.0, acceleration=0.0, limb_length=0.0, frames=k, bone=2.0))
+    assert float(terms.bone) == pytest.approx(2 * 0.05 / 16, rel=1e-9)
+    assert float(terms.total) == pytest.approx(float(terms.mpjpe) + 2.0 * 2 * 0.05 / 16, rel=1e-9)
+    off = total_loss(pred, gt, LossConfig(velocity=0.0, acceleration=0.0, limb_length=0.0, frames=k))
+    assert float(off.bone) == 0.0 and float(off.total) == pytest.approx(float(off.mpjpe))
+
+
 def test_loss_has_gradients():
     gt = ground_truth(k=3).float()
     pred = (gt + 0.01).requires_grad_(True)
-    total_loss(pred, gt, LossConfig()).total.backward()
+    total_loss(pred, gt, LossConfig(bone=1.0)).total.backward()
     assert pred.grad is not None and torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
 
 

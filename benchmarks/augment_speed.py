@@ -8,7 +8,8 @@ a busy machine slows every config alike:
 * ``step``: what the trainer does per batch: draw, strided forward pass, loss, backward pass, AMSGrad step.
 
 It prints the median per round as samples/s, both by wall clock and by this process's CPU time (steadier when
-other jobs share the cores), and each config's throughput relative to the first one.
+other jobs share the cores), and each config's throughput relative to the first one; for configs with
+evolution on, also how often natural selection accepted an offspring (per evolved window and generation).
 
 Usage:
     python benchmarks/augment_speed.py                       # the ablation configs, 6 rounds of 2 steps
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import TrainConfig, load_config  # noqa: E402
 from pipeline.dataset import PoseWindows  # noqa: E402
+from pipeline.evolve import evolve_windows  # noqa: E402
 from pipeline.lift import TemporalModel  # noqa: E402
 from pipeline.losses import total_loss  # noqa: E402
 from pipeline.train import _strided_k, load_split  # noqa: E402
@@ -109,6 +111,16 @@ def main(argv: list[str] | None = None) -> int:
             case.step_times.append(timed(case.step, args.steps))
     report(cases, "sample")
     report(cases, "step")
+    for case in cases:
+        evolve = case.cfg.augment.evolve
+        if evolve.fraction > 0.0:
+            gen = torch.Generator().manual_seed(1)
+            batch = case.windows.joints[case.windows._indices(8192, gen)]
+            out = evolve_windows(batch, evolve, gen)
+            rate = out.accepted[out.chosen].float().mean() / evolve.generations
+            print(f"\n{case.name}: {int(out.chosen.sum())} of 8192 windows evolved; selection accepted "
+                  f"{100 * rate:.1f}% of offspring ({evolve.generations} generations, sigma "
+                  f"{evolve.mutation_sigma_deg:g} deg)")
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     return 0
 

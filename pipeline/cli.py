@@ -79,6 +79,10 @@ def _native_logs_muted():
         yield Console(file=out, force_terminal=console.is_terminal)
 
 
+_POSE_BANK_HELP = ("Long-term pose bank fused into the lifter's windows (paper 003): off, online (past frames "
+                   "only) or offline (the whole track).")
+
+
 def _lifter_config(arch: Optional[str], channels: int, causal: bool):
     from pipeline.config import LifterConfig
 
@@ -187,8 +191,10 @@ def lift(
     arch: Optional[str] = typer.Option(None, help="Kernel widths for official VideoPose3D checkpoints, e.g. 3,3,3,3,3."),
     channels: int = typer.Option(1024, help="Channels for official VideoPose3D checkpoints."),
     causal: bool = typer.Option(False, help="Causal architecture (official checkpoints)."),
+    pose_bank: str = typer.Option("off", "--pose-bank", help=_POSE_BANK_HELP),
 ) -> None:
     """Lift a 2D keypoint track (.npz) to 3D poses (.npz)."""
+    from pipeline.bank import PoseBankConfig
     from pipeline.export import load_keypoints_npz, save_poses_npz
     from pipeline.keypoints import fill_gaps, to_h36m
     from pipeline.lift import Lifter
@@ -198,7 +204,7 @@ def lift(
     lifter = Lifter.load(weights, device, _lifter_config(arch, channels, causal))
     kp, _ = to_h36m(track.keypoints, track.scores, track.format)
     kp = fill_gaps(kp)
-    poses = lifter.lift(kp, track.width, track.height, track.fps, flip=flip)
+    poses = lifter.lift(kp, track.width, track.height, track.fps, flip=flip, bank=PoseBankConfig(mode=pose_bank))
     save_poses_npz(out, poses, track.fps, kp)
     console.print(f"lifted {len(poses)} frames ({track.format}, {track.fps:g} fps) on {lifter.device} "
                   f"in {time.perf_counter() - t0:.2f} s -> {out}")
@@ -253,6 +259,7 @@ def run(
     weights: Optional[Path] = typer.Option(None, help="Lifter checkpoint (default: the shipped weights)."),
     weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", envvar="POSE3D_WEIGHTS_DIR",
                                                help="Folder of the YOLO / mmpose weight files."),
+    pose_bank: Optional[str] = typer.Option(None, "--pose-bank", help=_POSE_BANK_HELP + " Default: the config's (off)."),
 ) -> None:
     """Video in; tracked 2D skeletons drawn on it, 3D skeletons beside it, and the data exported."""
     from dataclasses import replace
@@ -272,6 +279,8 @@ def run(
         cfg = replace(cfg, device=device)
     if weights:
         cfg = replace(cfg, lift=replace(cfg.lift, weights=str(weights)))
+    if pose_bank:
+        cfg = replace(cfg, lift=replace(cfg.lift, pose_bank=replace(cfg.lift.pose_bank, mode=pose_bank)))
     if layout:
         cfg = replace(cfg, render=replace(cfg.render, layout=layout))
     t0 = time.perf_counter()
@@ -370,6 +379,10 @@ def evaluate_video(
 from pipeline.cli_weights import weights_app  # noqa: E402 -- mounted after the commands it sits beside
 
 app.add_typer(weights_app, name="weights")
+
+from pipeline.cli_ablate import ablate  # noqa: E402 -- its own module keeps this one short
+
+app.command()(handle_errors(ablate))
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

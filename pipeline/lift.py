@@ -348,7 +348,8 @@ class Lifter:
         model, meta = load_checkpoint(weights or default_weights(), config)
         return cls(model, meta["train_fps"], device)
 
-    def lift(self, keypoints: np.ndarray, width: int, height: int, fps: float, flip: bool = True) -> np.ndarray:
+    def lift(self, keypoints: np.ndarray, width: int, height: int, fps: float, flip: bool = True,
+             bank=None) -> np.ndarray:
         """Lift one person's track.
 
         Args:
@@ -356,6 +357,8 @@ class Lifter:
             width, height: Image size in pixels.
             fps: Frame rate of the track, Hz.
             flip: Flip test-time augmentation.
+            bank: A :class:`pipeline.bank.PoseBankConfig` to fuse long-term bank poses (paper 003), built
+                on the track at the lifter's rate; None or mode 'off' lifts plainly.
 
         Returns:
             (T, 17, 3) camera-frame metres, pelvis at the origin.
@@ -367,6 +370,11 @@ class Lifter:
         x = normalize_screen(keypoints.astype(np.float64), width, height)
         same_rate = abs(fps - self.train_fps) < 1e-3 * self.train_fps
         x = x if same_rate else resample_time(x, fps, self.train_fps)
-        out = infer(self.model, x.astype(np.float32), flip=flip, device=self.device, chunk=20_000)
+        if bank is not None and bank.mode != "off":
+            from pipeline.bank import infer_with_bank  # the bank builds on this module
+
+            out = infer_with_bank(self.model, x.astype(np.float32), bank, flip=flip, device=self.device, chunk=20_000)
+        else:
+            out = infer(self.model, x.astype(np.float32), flip=flip, device=self.device, chunk=20_000)
         out = out if same_rate else resample_time(out, self.train_fps, fps, length=len(keypoints))
         return (out - out[:, :1]).astype(np.float32)

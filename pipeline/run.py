@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from pipeline.bank import PoseBankConfig
 from pipeline.config import load_config
 from pipeline.export import export_tracks
 from pipeline.keypoints import coco_to_h36m, fill_gaps
@@ -33,10 +34,12 @@ class LiftStageConfig:
     Attributes:
         weights: Lifter checkpoint; None uses the shipped ``weights/lifter.pt``.
         flip: Flip test-time augmentation.
+        pose_bank: Long-term pose bank fused into the lifter's windows (paper 003, :mod:`pipeline.bank`).
     """
 
     weights: str | None = None
     flip: bool = True
+    pose_bank: PoseBankConfig = field(default_factory=PoseBankConfig)
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,8 @@ def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
 
 
 def lift_tracks(tracks: Sequence[Track], lifter: Lifter, info: VideoInfo, flip: bool = True,
-                report: Callable[[str, int, int], None] | None = None) -> list[Track]:
+                report: Callable[[str, int, int], None] | None = None,
+                bank: PoseBankConfig | None = None) -> list[Track]:
     """Lift each track to 3D (COCO-17 -> H36M-17, gaps interpolated, resampled to the lifter's rate).
 
     Args:
@@ -139,6 +143,7 @@ def lift_tracks(tracks: Sequence[Track], lifter: Lifter, info: VideoInfo, flip: 
         info: Video size and frame rate.
         flip: Flip test-time augmentation.
         report: Progress callback (stage, done, total).
+        bank: Long-term pose bank settings (None: none); each run of a track gets its own bank.
 
     Returns:
         The same tracks with ``poses3d`` (T, 17, 3) metres set.
@@ -148,8 +153,8 @@ def lift_tracks(tracks: Sequence[Track], lifter: Lifter, info: VideoInfo, flip: 
         h36m, _ = coco_to_h36m(track.keypoints, track.scores)
         # A re-identified person's track jumps over the frames they were away: lift each run on its own.
         runs = np.split(np.arange(len(track)), np.flatnonzero(np.diff(track.frames) > 1) + 1)
-        poses = np.concatenate([lifter.lift(fill_gaps(h36m[r]), info.width, info.height, info.fps, flip=flip)
-                                for r in runs])
+        poses = np.concatenate([lifter.lift(fill_gaps(h36m[r]), info.width, info.height, info.fps, flip=flip,
+                                            bank=bank) for r in runs])
         lifted.append(replace(track, poses3d=poses))
         if report:
             report("lift", i + 1, len(tracks))
@@ -197,7 +202,7 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
     tracks, frames = _two_d_pass(path, info, config, report)
     seconds["2d"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    tracks = lift_tracks(tracks, lifter, info, config.lift.flip, report)
+    tracks = lift_tracks(tracks, lifter, info, config.lift.flip, report, bank=config.lift.pose_bank)
     seconds["lift"] = time.perf_counter() - t0
     if output is not None:
         t0 = time.perf_counter()

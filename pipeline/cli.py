@@ -384,5 +384,9 @@ from pipeline.cli_ablate import ablate  # noqa: E402 -- its own module keeps thi
 
 app.command()(handle_errors(ablate))
 
+from pipeline.cli_batch import batch  # noqa: E402 -- folders of clips (errors handled there)
+
+app.command("batch")(batch)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -163,21 +164,34 @@ def _iou(box: np.ndarray, other: np.ndarray) -> float:
     return float(iw * ih / (_area(box) + _area(other) - iw * ih))
 
 
+_SILENCE_LOCK = threading.Lock()
+_silenced = {"depth": 0, "saved": -1}
+
+
 @contextlib.contextmanager
 def native_stderr_silenced():
     """Point file descriptor 2 at /dev/null for a moment.
 
     MediaPipe's C++ graph logs INFO/WARNING lines (TFLite delegate, NORM_RECT) straight to fd 2 when it
-    starts and on its first detections; Python-level logging settings cannot reach them.
+    starts and on its first detections; Python-level logging settings cannot reach them. fd 2 belongs to
+    the whole process, so overlapping uses (several clips in threads) share one redirection: the first
+    makes it and the last undoes it; otherwise a later one could save /dev/null as "the real stderr".
     """
-    saved = os.dup(2)
+    with _SILENCE_LOCK:
+        if _silenced["depth"] == 0:
+            _silenced["saved"] = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        _silenced["depth"] += 1
     try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
+        yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        with _SILENCE_LOCK:
+            _silenced["depth"] -= 1
+            if _silenced["depth"] == 0:
+                os.dup2(_silenced["saved"], 2)
+                os.close(_silenced["saved"])
 
 
 class MediaPipePose:

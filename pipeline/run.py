@@ -22,7 +22,7 @@ from pipeline.export import export_tracks
 from pipeline.keypoints import coco_to_h36m, fill_gaps
 from pipeline.lift import Lifter, resolve_device
 from pipeline.render import RenderConfig, Renderer, frames_of
-from pipeline.twod import TwoDConfig, TwoDStage, resolve_backend
+from pipeline.twod import TwoDConfig, TwoDModels, TwoDStage, resolve_backend
 from pipeline.types import Frame, Track, VideoInfo
 from pipeline.video import VideoReader, VideoWriter, probe
 
@@ -105,12 +105,14 @@ class RunResult:
     notices: tuple[str, ...] = ()
 
 
-def _two_d_pass(path: Path, info: VideoInfo, config: RunConfig, report) -> tuple[list[Track], int]:
+def _two_d_pass(path: Path, info: VideoInfo, config: RunConfig, report,
+                models: TwoDModels | None = None) -> tuple[list[Track], int]:
     """Pass 1: people and keypoints on (downscaled) frames; tracks in full-resolution pixels."""
     count = 0
     device = resolve_device(config.device)
     with VideoReader(path, max_size=config.decode_max_size or None) as reader, \
-            TwoDStage(config.twod, fps=info.fps, device=device, weights_dir=config.weights_dir) as stage:
+            TwoDStage(config.twod, fps=info.fps, device=device, weights_dir=config.weights_dir,
+                      models=models) as stage:
         for batch in _batches(reader, stage.batch_size):
             stage.process_batch(batch)
             count += len(batch)
@@ -175,7 +177,7 @@ def _render_pass(path: Path, output: Path, info: VideoInfo, tracks: list[Track],
 
 def run_video(path: str | Path, output: str | Path | None, config: RunConfig | None = None,
               exports: Sequence[str | Path] = (), progress: Callable[[Progress], None] | None = None,
-              lifter: Lifter | None = None) -> RunResult:
+              lifter: Lifter | None = None, models: TwoDModels | None = None) -> RunResult:
     """Run the whole pipeline on one video.
 
     Args:
@@ -185,6 +187,7 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
         exports: Data files to write; the suffix picks the format (.json, .npz, .csv).
         progress: Called with :class:`Progress` reports.
         lifter: A loaded lifter to reuse (default: load ``config.lift.weights``).
+        models: Loaded yolo-mmpose networks to reuse (default: load them for this video).
 
     Returns:
         A :class:`RunResult`.
@@ -199,7 +202,7 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
     twod, notice = resolve_backend(config.twod, config.weights_dir, config.fetch_weights,
                                    lambda name, done, total: report(f"download {name}", done, total or 0))
     config = replace(config, twod=twod)
-    tracks, frames = _two_d_pass(path, info, config, report)
+    tracks, frames = _two_d_pass(path, info, config, report, models)
     seconds["2d"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     tracks = lift_tracks(tracks, lifter, info, config.lift.flip, report, bank=config.lift.pose_bank)

@@ -122,6 +122,29 @@ def resolve_backend(config: TwoDConfig, weights_dir: str | Path | None = None, f
         f"({files}), {why}; `pose3d weights fetch {' '.join(missing)}` on a connected host enables them")
 
 
+@dataclass(frozen=True)
+class TwoDModels:
+    """The yolo-mmpose networks, loaded once and shared by the videos that follow.
+
+    They keep no per-video state (the tracker and the track builder do), so ``pose3d batch`` loads one
+    pair per worker and hands it to every clip.
+
+    Attributes:
+        detector: People boxes.
+        keypoints: Top-down COCO-17 keypoints in those boxes.
+    """
+
+    detector: YoloDetector
+    keypoints: MMPoseEstimator
+
+    @classmethod
+    def load(cls, config: TwoDConfig, device: str = "cpu",
+             weights_dir: str | Path | None = None) -> "TwoDModels":
+        """Load the detector and keypoint model that ``config`` names onto ``device``."""
+        return cls(YoloDetector(config.detector, device, weights_dir),
+                   MMPoseEstimator(config.mmpose, device, weights_dir))
+
+
 class TwoDStage:
     """Runs the chosen backend, the tracker and the track builder frame by frame.
 
@@ -131,18 +154,20 @@ class TwoDStage:
         fps: Video frame rate, Hz (scales the tracker's buffer and the track rules).
         device: Torch device for the yolo-mmpose networks.
         weights_dir: Weights directory override.
+        models: Loaded yolo-mmpose networks to use (default: load them); unused by MediaPipe, whose
+            graph follows people from frame to frame and so is made anew for each video.
     """
 
     def __init__(self, config: TwoDConfig | None = None, fps: float = 30.0, device: str = "cpu",
-                 weights_dir: str | Path | None = None) -> None:
+                 weights_dir: str | Path | None = None, models: TwoDModels | None = None) -> None:
         config, self.notice = resolve_backend(config or TwoDConfig(), weights_dir, fetch=False)
         self.config, self.fps = config, fps
         self._pose = self._detector = self._keypoints = None
         if config.backend == "mediapipe":
             self._pose = MediaPipePose(config.mediapipe)
         else:
-            self._detector = YoloDetector(config.detector, device, weights_dir)
-            self._keypoints = MMPoseEstimator(config.mmpose, device, weights_dir)
+            models = models or TwoDModels.load(config, device, weights_dir)
+            self._detector, self._keypoints = models.detector, models.keypoints
         self._tracker = PersonTracker(config.tracker, fps)
         self._builder = TrackBuilder(config.tracks)
         self._frames = 0

@@ -36,7 +36,11 @@ class LifterConfig:
             checkpoints); "pelvis_scale" first moves each frame's pelvis to the origin and scales the pose
             to unit RMS size, so the network need not learn invariance to position and size in the image;
             "pelvis_scale_pos" does the same and adds the pelvis's screen position as two more input
-            channels, so the network still knows the viewing direction (off-centre people are seen obliquely).
+            channels, so the network still knows the viewing direction (off-centre people are seen obliquely);
+            "pelvis_scale_pos_size" also adds the log of the removed size (how far away the person is), for
+            the trajectory model, whose inputs are camera rays (see :mod:`pipeline.trajectory`).
+        target: "pose" regresses the 17 pelvis-relative joints; "trajectory" regresses the pelvis position in
+            the camera frame (paper 002's second network, :mod:`pipeline.trajectory`).
     """
 
     filter_widths: tuple[int, ...] = (3, 3, 3)
@@ -45,14 +49,18 @@ class LifterConfig:
     causal: bool = False
     num_joints: int = 17
     input_norm: str = "screen"
+    target: str = "pose"
 
     def __post_init__(self) -> None:
         if not self.filter_widths or any(w % 2 == 0 or w < 1 for w in self.filter_widths):
             raise ConfigError(f"filter_widths must be odd positive ints, got {self.filter_widths}")
         if self.channels < 1 or not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"bad channels={self.channels} or dropout={self.dropout}")
-        if self.input_norm not in ("screen", "pelvis_scale", "pelvis_scale_pos"):
-            raise ConfigError(f"input_norm must be 'screen', 'pelvis_scale' or 'pelvis_scale_pos', got {self.input_norm!r}")
+        norms = ("screen", "pelvis_scale", "pelvis_scale_pos", "pelvis_scale_pos_size")
+        if self.input_norm not in norms:
+            raise ConfigError(f"input_norm must be one of {', '.join(norms)}; got {self.input_norm!r}")
+        if self.target not in ("pose", "trajectory"):
+            raise ConfigError(f"target must be 'pose' or 'trajectory', got {self.target!r}")
 
     @property
     def receptive_field(self) -> int:
@@ -194,7 +202,7 @@ class TrainConfig:
 
     data: str = "../shared/data/mocap/cmu"
     fps: float = 50.0
-    test_subjects: tuple[str, ...] = ("2", "8", "17", "135")
+    test_subjects: tuple[str, ...] = ("2", "8", "17")
     val_subjects: tuple[str, ...] = ("3", "7", "12")
     epochs: int = 40
     samples_per_epoch: int = 200_000

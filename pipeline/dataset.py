@@ -143,8 +143,17 @@ class PoseWindows:
         idx = frame[:, None] + offsets
         return torch.maximum(torch.minimum(idx, self.ends[clip, None] - 1), self.starts[clip, None])
 
-    def sample(self, batch_size: int, gen: torch.Generator, noisy: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw a batch of (x, y) pairs; see the module docstring for shapes. ``noisy=False`` gives exact 2D."""
+    def film(self, batch_size: int, gen: torch.Generator, noisy: bool = True) -> "FilmedWindows":
+        """Draw, augment and film a batch of windows (the step both training targets share).
+
+        Args:
+            batch_size: B windows.
+            gen: Random generator.
+            noisy: Corrupt the 2D like a detector (False: exact projections).
+
+        Returns:
+            A :class:`FilmedWindows` of B windows of L = receptive_field + K - 1 frames.
+        """
         world = self.joints[self._indices(batch_size, gen)]
         aug = self.augment
         if aug.evolve.fraction > 0.0:
@@ -158,12 +167,41 @@ class PoseWindows:
         flip = torch.rand(batch_size, generator=gen) < aug.flip
         perm = torch.as_tensor(H36M17.flip_permutation())
         width = cams.size[:, 0, None, None]
+        # The principal point is the image centre, so mirroring pixels about it mirrors the camera frame.
         uv = torch.where(flip[:, None, None, None], torch.stack([width - uv[..., 0], uv[..., 1]], -1)[:, :, perm], uv)
         mirrored = cam3d[:, :, perm] * torch.tensor([-1.0, 1.0, 1.0])
         cam3d = torch.where(flip[:, None, None, None], mirrored, cam3d)
         if noisy:
             uv = corrupt_2d(uv, aug, gen)
-        x = normalize_screen(uv, cams.size[:, 0, None, None], cams.size[:, 1, None, None])
-        first = self.receptive_field - 1 if self.causal else self.receptive_field // 2
-        y = cam3d[:, first: first + self.out_frames]
+        return FilmedWindows(uv, cam3d, cams.focal, cams.center, cams.size)
+
+    @property
+    def first_output(self) -> int:
+        """Index in a window of its first output frame (the centre, or the end when causal)."""
+        return self.receptive_field - 1 if self.causal else self.receptive_field // 2
+
+    def sample(self, batch_size: int, gen: torch.Generator, noisy: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw a batch of (x, y) pairs; see the module docstring for shapes. ``noisy=False`` gives exact 2D."""
+        shot = self.film(batch_size, gen, noisy)
+        x = normalize_screen(shot.uv, shot.size[:, 0, None, None], shot.size[:, 1, None, None])
+        y = shot.cam3d[:, self.first_output: self.first_output + self.out_frames]
         return x, y - y[:, :, :1]
+
+
+@dataclass(frozen=True)
+class FilmedWindows:
+    """B windows of L frames seen by B cameras (torch tensors).
+
+    Attributes:
+        uv: (B, L, 17, 2) pixels (detector-like when drawn noisy).
+        cam3d: (B, L, 17, 3) camera-frame metres, absolute (not pelvis-relative).
+        focal: (B,) focal lengths, pixels.
+        center: (B, 2) principal points, pixels.
+        size: (B, 2) image (width, height), pixels.
+    """
+
+    uv: torch.Tensor
+    cam3d: torch.Tensor
+    focal: torch.Tensor
+    center: torch.Tensor
+    size: torch.Tensor

@@ -34,8 +34,9 @@ class TemporalModel(nn.Module):
         super().__init__()
         self.config = config
         widths, c, j = config.filter_widths, config.channels, config.num_joints
-        # "pelvis_scale_pos" adds the pelvis's screen position: the viewing ray, lost by centring.
-        extra = 2 if config.input_norm == "pelvis_scale_pos" else 0
+        # "pelvis_scale_pos" adds the pelvis's screen position: the viewing ray, lost by centring;
+        # "pelvis_scale_pos_size" also the log of the removed size (the distance cue).
+        extra = {"pelvis_scale_pos": 2, "pelvis_scale_pos_size": 3}.get(config.input_norm, 0)
         self.expand_conv = nn.Conv1d(j * 2 + extra, c, widths[0], bias=False)
         self.expand_bn = nn.BatchNorm1d(c, momentum=0.1)
         self.layers_conv = nn.ModuleList()
@@ -49,7 +50,7 @@ class TemporalModel(nn.Module):
             self.layers_bn.append(nn.BatchNorm1d(c, momentum=0.1))
             self.dilations.append(dilation)
             dilation *= w
-        self.shrink = nn.Conv1d(c, j * 3, 1)
+        self.shrink = nn.Conv1d(c, 3 if config.target == "trajectory" else j * 3, 1)
         self.drop = nn.Dropout(config.dropout)
 
     @property
@@ -74,11 +75,16 @@ class TemporalModel(nn.Module):
             x = normalize_pose_2d(x)
         elif self.config.input_norm == "pelvis_scale_pos":
             return torch.cat([normalize_pose_2d(x).flatten(2), x[:, :, 0]], dim=2).transpose(1, 2)
+        elif self.config.input_norm == "pelvis_scale_pos_size":
+            size = pose_size_2d(x).log()
+            return torch.cat([normalize_pose_2d(x).flatten(2), x[:, :, 0], size], dim=2).transpose(1, 2)
         return x.flatten(2).transpose(1, 2)
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
         b, _, t = x.shape
         out = self.shrink(x).transpose(1, 2).reshape(b, t, -1, 3)
+        if self.config.target == "trajectory":
+            return out  # (B, T, 1, 3) raw trajectory code, decoded by pipeline.trajectory
         return out - out[:, :, :1]  # pelvis-relative by construction
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,9 +149,12 @@ def normalize_pose_2d(x: torch.Tensor) -> torch.Tensor:
     Makes the network's input independent of where and how large the person appears, which it would
     otherwise have to learn from data. Args: x (B, T, J, 2). Returns: (B, T, J, 2).
     """
-    centred = x - x[:, :, :1]
-    scale = centred.square().sum(-1).mean(-1, keepdim=True).sqrt().clamp_min(1e-4)
-    return centred / scale[..., None]
+    return (x - x[:, :, :1]) / pose_size_2d(x)[..., None]
+
+
+def pose_size_2d(x: torch.Tensor) -> torch.Tensor:
+    """Per frame RMS distance of the joints from the pelvis. Args: x (B, T, J, 2). Returns: (B, T, 1)."""
+    return (x - x[:, :, :1]).square().sum(-1).mean(-1, keepdim=True).sqrt().clamp_min(1e-4)
 
 
 def pad_sequence(x: torch.Tensor, receptive_field: int, causal: bool) -> torch.Tensor:

@@ -86,21 +86,61 @@ class TrainResult:
     epochs_run: int
 
 
+class Objective:
+    """What a training step draws and minimises, for pose lifters and trajectory models alike.
+
+    Args:
+        windows: Training windows (cameras and augmentation included).
+        config: Uses ``lifter.target`` and ``loss``.
+    """
+
+    def __init__(self, windows: PoseWindows, config: TrainConfig) -> None:
+        self.windows, self.config = windows, config
+        self.trajectory = config.lifter.target == "trajectory"
+
+    def batch(self, n: int, gen: torch.Generator, noisy: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y): screen 2D + pelvis-relative joints for poses; rays + pelvis positions for trajectories."""
+        if not self.trajectory:
+            return self.windows.sample(n, gen, noisy)
+        from pipeline.trajectory import training_pair
+
+        return training_pair(self.windows.film(n, gen, noisy), self.windows.first_output)
+
+    def loss(self, model: TemporalModel, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss to minimise, mean position error in metres) of one batch."""
+        if not self.trajectory:
+            terms = total_loss(_strided_k(model, x, self.config.loss.frames), y, self.config.loss)
+            return terms.total, terms.mpjpe
+        from pipeline.trajectory import strided_roots, wmpjpe
+
+        roots = strided_roots(model, x, self.windows.first_output)[:, 0]
+        return wmpjpe(roots, y[:, 0]), (roots - y[:, 0]).norm(dim=-1).mean()
+
+
 def _validation_batch(clips: list[Clip], config: TrainConfig, n: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed set of exact-2D validation windows (same cameras every epoch, so epochs compare)."""
     windows = PoseWindows(clips, config.lifter.receptive_field, 1, config.lifter.causal, config.camera,
                           replace(config.augment, flip=0.0, bone_scale=0.0, global_scale=0.0, rate_prob=0.0,
                                   evolve=replace(config.augment.evolve, fraction=0.0)))
-    return windows.sample(n, torch.Generator().manual_seed(1234), noisy=False)
+    return Objective(windows, replace(config, loss=replace(config.loss, frames=1))).batch(
+        n, torch.Generator().manual_seed(1234), noisy=False)
 
 
 @torch.no_grad()
-def validate(model: TemporalModel, batch: tuple[torch.Tensor, torch.Tensor], device: str) -> float:
-    """MPJPE in mm of the strided model on a fixed validation batch."""
+def validate(model: TemporalModel, batch: tuple[torch.Tensor, torch.Tensor], device: str,
+             objective: Objective | None = None) -> float:
+    """Mean position error in mm of the strided model on a fixed validation batch.
+
+    Poses: MPJPE of the single output frame. Trajectories (pass their ``objective``): pelvis position error.
+    """
     model.eval()
     x, y = batch
-    errors = [mpjpe(model.forward_strided(xb.to(device)).cpu(), yb) * len(xb)
-              for xb, yb in zip(x.split(1024), y.split(1024))]
+    if objective is None:
+        errors = [mpjpe(model.forward_strided(xb.to(device)).cpu(), yb) * len(xb)
+                  for xb, yb in zip(x.split(1024), y.split(1024))]
+    else:
+        errors = [objective.loss(model, xb.to(device), yb.to(device))[1].cpu() * len(xb)
+                  for xb, yb in zip(x.split(1024), y.split(1024))]
     return float(sum(errors) / len(x) * 1000.0)
 
 
@@ -139,9 +179,9 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     split = split or load_split(config)
-    k = config.loss.frames
-    windows = PoseWindows(split.train, config.lifter.receptive_field, k, config.lifter.causal,
-                          config.camera, config.augment)
+    frames = 1 if config.lifter.target == "trajectory" else config.loss.frames
+    objective = Objective(PoseWindows(split.train, config.lifter.receptive_field, frames, config.lifter.causal,
+                                      config.camera, config.augment), config)
     val_batch = _validation_batch(split.val or split.train, config)
     model = TemporalModel(config.lifter).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, amsgrad=True)
@@ -160,16 +200,15 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
         model.train()
         t0 = time.perf_counter()
         for step in range(steps):
-            x, y = windows.sample(config.batch_size, gen)
-            terms = total_loss(_strided_k(model, x.to(device), k), y.to(device), config.loss)
+            x, y = objective.batch(config.batch_size, gen)
+            total, error = objective.loss(model, x.to(device), y.to(device))
             optimizer.zero_grad(set_to_none=True)
-            terms.total.backward()
+            total.backward()
             optimizer.step()
             if progress:
                 rate = (step + 1) * config.batch_size / (time.perf_counter() - t0)
-                progress(TrainProgress(epoch, config.epochs, step, steps, terms.total.item(),
-                                       terms.mpjpe.item() * 1000, lr, rate))
-        val = validate(model, val_batch, device)
+                progress(TrainProgress(epoch, config.epochs, step, steps, total.item(), error.item() * 1000, lr, rate))
+        val = validate(model, val_batch, device, objective if objective.trajectory else None)
         state = {"epoch": epoch, "best_val": min(best, val), "optimizer": optimizer.state_dict(),
                  "config": to_dict(config)}
         save_checkpoint(last, model, train_fps=config.fps, extra={"train_state": state, "val_mpjpe_mm": val})
@@ -178,6 +217,6 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
             save_checkpoint(best_path, model, train_fps=config.fps,
                             extra={"epoch": epoch, "val_mpjpe_mm": val, "config": to_dict(config)})
         if progress:
-            progress(TrainProgress(epoch, config.epochs, steps - 1, steps, terms.total.item(),
-                                   terms.mpjpe.item() * 1000, lr, 0.0, val_mpjpe_mm=val))
+            progress(TrainProgress(epoch, config.epochs, steps - 1, steps, total.item(), error.item() * 1000, lr, 0.0,
+                                   val_mpjpe_mm=val))
     return TrainResult(best_path, last, best, config.epochs - start)

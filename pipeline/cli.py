@@ -384,6 +384,12 @@ from pipeline.cli_ablate import ablate  # noqa: E402 -- its own module keeps thi
 
 app.command()(handle_errors(ablate))
 
+from pipeline.cli_cleanup import evaluate_cleanup, jitter, train_ankle  # noqa: E402 -- the 2D clean-up's commands
+
+app.command("train-ankle")(handle_errors(train_ankle))
+app.command("evaluate-cleanup")(handle_errors(evaluate_cleanup))
+app.command()(handle_errors(jitter))
+
 from pipeline.cli_batch import batch  # noqa: E402 -- folders of clips (errors handled there)
 
 app.command("batch")(batch)

@@ -83,6 +83,27 @@ def coco_to_h36m(keypoints: np.ndarray, scores: np.ndarray | None = None) -> tup
     return out.astype(np.float32), conf
 
 
+def h36m_to_coco(keypoints: np.ndarray) -> np.ndarray:
+    """Map H36M-17 keypoints (e.g. projected mocap) to the COCO-17 set, as a 2D model would see them.
+
+    The 13 shared joints are copied; both eyes go halfway between nose and head, so that
+    :func:`coco_to_h36m` gives the head back exactly; the ears, which H36M lacks, are NaN (unseen).
+
+    Args:
+        keypoints: (T, 17, 2) H36M-17 pixels.
+
+    Returns:
+        (T, 17, 2) float32 COCO-17 pixels.
+    """
+    if keypoints.ndim != 3 or keypoints.shape[1:] != (H36M17.num_joints, 2):
+        raise ShapeError(f"H36M-17 keypoints must be (T, 17, 2), got {keypoints.shape}")
+    out = np.full(keypoints.shape, np.nan, dtype=np.float32)
+    for h, c in _DIRECT.items():
+        out[:, c] = keypoints[:, h]
+    out[:, 1] = out[:, 2] = (keypoints[:, 9] + keypoints[:, 10]) / 2
+    return out
+
+
 def to_h36m(keypoints: np.ndarray, scores: np.ndarray | None, fmt: str) -> tuple[np.ndarray, np.ndarray]:
     """Bring keypoints in format ``fmt`` ('h36m17' or 'coco17') to H36M-17. Returns (keypoints, scores)."""
     from pipeline.skeleton import get_skeleton

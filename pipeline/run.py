@@ -3,8 +3,8 @@
 Two streaming passes over the video keep memory bounded whatever its length:
 
 1. decode (downscaled for the 2D stage) -> people, keypoints, identities -> tracks;
-2. lift every track to 3D in one pass each; then decode again at full size -> render -> H.264 with the
-   input's audio; finally write the requested exports.
+2. clean each track's 2D (:mod:`pipeline.cleanup`); lift every track to 3D in one pass each; then decode
+   again at full size -> render -> H.264 with the input's audio; finally write the requested exports.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from pipeline.bank import PoseBankConfig
+from pipeline.cleanup import CleanConfig, Cleaner
 from pipeline.config import load_config
 from pipeline.export import export_tracks
 from pipeline.keypoints import coco_to_h36m, fill_gaps
@@ -53,7 +54,7 @@ class RunConfig:
         weights_dir: Where model weights live (None: ``$POSE3D_WEIGHTS_DIR``, else the repository's weights/).
         fetch_weights: With backend "auto", download missing YOLO/mmpose weights when the host is online.
         crf: H.264 quality of the output video (lower is better and bigger).
-        twod, lift, render: Stage settings.
+        twod, clean, lift, render: Stage settings (clean: the 2D clean-up before lifting, pipeline/cleanup.py).
     """
 
     decode_max_size: int = 1280
@@ -62,6 +63,7 @@ class RunConfig:
     fetch_weights: bool = True
     crf: int = 20
     twod: TwoDConfig = field(default_factory=TwoDConfig)
+    clean: CleanConfig = field(default_factory=CleanConfig)
     lift: LiftStageConfig = field(default_factory=LiftStageConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
 
@@ -89,7 +91,7 @@ class RunResult:
         tracks: Tracks with 3D poses.
         output: The rendered video (None when rendering was skipped).
         exports: Written export files.
-        seconds: Wall time per stage ('2d', 'lift', 'render', 'export').
+        seconds: Wall time per stage ('2d', 'clean' when on, 'lift', 'render', 'export').
         frames: Frames decoded in the 2D pass.
         backend: The 2D backend that ran ('mediapipe' or 'yolo-mmpose').
         notices: One-line remarks for the user (e.g. why "auto" fell back to MediaPipe).
@@ -204,6 +206,11 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
     config = replace(config, twod=twod)
     tracks, frames = _two_d_pass(path, info, config, report, models)
     seconds["2d"] = time.perf_counter() - t0
+    if config.clean.enabled:
+        t0 = time.perf_counter()
+        cleaner = Cleaner(config.clean)
+        tracks = [cleaner.clean(t, info.fps) for t in tracks]
+        seconds["clean"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     tracks = lift_tracks(tracks, lifter, info, config.lift.flip, report, bank=config.lift.pose_bank)
     seconds["lift"] = time.perf_counter() - t0

@@ -1,36 +1,34 @@
-"""Temporal clean-up of one track's 2D keypoints: outliers, optional robust PCA, Savitzky-Golay (issue 5).
+"""Temporal clean-up of one track's 2D keypoints: outlier frames and Savitzky-Golay smoothing (paper 000).
 
 Usage::
 
-    from pipeline.smooth import SmoothConfig, clean_track, clean_track_report
-    track = clean_track(track, fps=video.fps, config=SmoothConfig())     # paper 000 settings
-    track, report = clean_track_report(track, fps, SmoothConfig(rpca=True))
-    # report.outliers, report.rpca_replaced, report.low_score_replaced: joint-frames changed by each step
+    from pipeline.smooth import SmoothConfig, find_outliers, replace_outliers, savgol_track
+    bad = find_outliers(keypoints, fps, SmoothConfig(), frames=track.frames)         # (T, 17) bool
+    keypoints = replace_outliers(keypoints, bad, frames=track.frames)                # interpolated
+    keypoints = savgol_track(keypoints, scores, fps, SmoothConfig(), frames=track.frames)
 
-Steps (paper 000): joint-frames whose 2nd derivative is implausible for a human are dropped and
-interpolated; optional robust PCA replaces joint-frames the low-rank pose space cannot explain; then a
-Savitzky-Golay filter (order 3, 0.82 s = 41 frames at 50 Hz) removes jitter. Rules:
+:func:`pipeline.cleanup.clean_track` chains these (with the ankle regressor and the optional robust PCA
+of :mod:`pipeline.rpca`) on a whole Track. Steps: joint-frames whose 2nd derivative is implausible for a
+human are dropped and interpolated; then a Savitzky-Golay filter of order 3 removes jitter. Paper 000 used
+a 41-frame window at 50 Hz (0.82 s) on Human3.6M; on held-out CMU motion with detector-like 2D a 0.5 s
+window lifts better (README, "2D clean-up"), so that is the default. Rules:
 
 * Each run of consecutive ``frames`` is a segment, cleaned on its own: nothing is smoothed across a jump.
 * Joint-frames scoring below ``min_score`` (and outliers) are excluded: filled from confident neighbours
   (the nearest one held at the ends) before filtering, then given the filtered value.
 * Nothing is invented: NaN in the input stays NaN, so no joint is extended past the frames it was seen
   in. Spans too short to smooth, and joints with fewer than polyorder + 1 confident frames, are unchanged.
-* Only ``keypoints`` change; frames, scores and ``interpolated`` are returned as they were.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.signal import savgol_filter
 
-from pipeline.errors import ConfigError, ShapeError
-from pipeline.keypoints import fill_gaps
-from pipeline.types import Track
+from pipeline.errors import ConfigError
 
 # Paper 000 drops samples whose 2nd derivative exceeds 100 mm at 20 ms sampling: a second difference
 # x[t+1] - 2 x[t] + x[t-1] of 0.1 m with dt = 0.02 s, i.e. 0.1 / 0.02**2 = 250 m/s^2. Pixels have no metric
@@ -44,12 +42,13 @@ OUTLIER_ACCEL = 150.0
 
 @dataclass(frozen=True)
 class SmoothConfig:
-    """Settings of the 2D keypoint clean-up.
+    """Settings of the temporal 2D clean-up steps (``clean.smooth`` in ``configs/run.yaml``).
 
     Attributes:
-        enabled: Run the clean-up at all.
-        window_s: Savitzky-Golay window, seconds (0.82 s = paper 000's 41 frames at 50 Hz); in frames it is
-            rounded to the nearest odd number and shrunk to fit short segments.
+        smoothing: Run the Savitzky-Golay filter.
+        window_s: Savitzky-Golay window, seconds (paper 000: 0.82 s, 41 frames at 50 Hz; 0.5 s measured
+            better on held-out CMU subjects); in frames it is rounded to the nearest odd number and shrunk to
+            fit short segments.
         polyorder: Savitzky-Golay polynomial order (paper 000: 3).
         min_score: Joint-frames scoring below this are excluded and replaced by the filtered value.
         outliers: Detect and replace implausible accelerations first.
@@ -62,8 +61,8 @@ class SmoothConfig:
         rpca_threshold: Joint-frames whose sparse part exceeds this fraction of the height are replaced.
     """
 
-    enabled: bool = True
-    window_s: float = 0.82
+    smoothing: bool = True
+    window_s: float = 0.5
     polyorder: int = 3
     min_score: float = 0.3
     outliers: bool = True
@@ -88,23 +87,6 @@ class SmoothConfig:
                 raise ConfigError(f"smooth.{name} must be {what}, got {getattr(self, name)!r}")
 
 
-@dataclass(frozen=True)
-class CleanupReport:
-    """What :func:`clean_track_report` changed.
-
-    Attributes:
-        outliers, rpca_replaced: Joint-frames flagged by the acceleration test / by robust PCA, re-filled.
-        low_score_replaced: Joint-frames below ``min_score`` that were given the filtered value.
-        segments, segments_unsmoothed: Runs of consecutive frames / those too short to filter.
-    """
-
-    outliers: int = 0
-    rpca_replaced: int = 0
-    low_score_replaced: int = 0
-    segments: int = 0
-    segments_unsmoothed: int = 0
-
-
 def segments(frames: np.ndarray | None, length: int) -> list[slice]:
     """Slices of the T axis, one per run of consecutive ``frames`` ((T,) increasing; None: one run)."""
     if frames is None or length == 0:
@@ -114,12 +96,12 @@ def segments(frames: np.ndarray | None, length: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def _confident(keypoints: np.ndarray, scores: np.ndarray, min_score: float) -> np.ndarray:
+def confident(keypoints: np.ndarray, scores: np.ndarray, min_score: float) -> np.ndarray:
     """(T, 17) bool: the joint-frame is seen and scores at least ``min_score`` (NaN scores count as 0)."""
     return np.isfinite(keypoints).all(-1) & (np.nan_to_num(np.asarray(scores, np.float64)) >= min_score)
 
 
-def _like(out: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+def like_input(out: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
     """``out`` in the input's float dtype (float64 for integer input)."""
     return out.astype(keypoints.dtype if np.issubdtype(keypoints.dtype, np.floating) else np.float64)
 
@@ -178,7 +160,7 @@ def savgol_track(keypoints: np.ndarray, scores: np.ndarray, fps: float, config: 
     """
     kp = np.asarray(keypoints)
     out = kp.astype(np.float64)
-    seen, ok = np.isfinite(kp).all(-1), _confident(kp, scores, config.min_score)
+    seen, ok = np.isfinite(kp).all(-1), confident(kp, scores, config.min_score)
     for seg in segments(frames, len(kp)):
         for j in range(kp.shape[1]):
             good, span = np.flatnonzero(ok[seg, j]), np.flatnonzero(seen[seg, j])
@@ -192,7 +174,7 @@ def savgol_track(keypoints: np.ndarray, scores: np.ndarray, fps: float, config: 
             smooth = savgol_filter(filled, w, config.polyorder, axis=0)  # mode="interp": exact polynomial ends
             keep = seen[rows, j]
             out[rows[keep], j] = smooth[keep]
-    return _like(out, kp)
+    return like_input(out, kp)
 
 
 def _accel(t: np.ndarray, x: np.ndarray, p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -286,136 +268,4 @@ def replace_outliers(keypoints: np.ndarray, outliers: np.ndarray, *,
             if ok.any():
                 for c in (0, 1):
                     out[seg.start + fix, j, c] = np.interp(fix, t[ok], out[seg.start + t[ok], j, c])
-    return _like(out, kp)
-
-
-def rpca(matrix: np.ndarray, lam: float | None = None, *, tol: float = 1e-7,
-         max_iter: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """Split a matrix into low-rank plus sparse parts by principal component pursuit.
-
-    Solves min ||L||_* + lam ||S||_1 subject to L + S = M (Candes, Li, Ma & Wright 2011) with the inexact
-    augmented Lagrange multiplier method (Lin, Chen & Ma 2010).
-
-    Args:
-        matrix: (m, n) finite.
-        lam: Weight of the sparse part; None: 1 / sqrt(max(m, n)).
-        tol: Stop when ||M - L - S||_F <= tol * ||M||_F.
-        max_iter: Iteration cap (the last iterate is returned when it is reached).
-
-    Returns:
-        (low_rank, sparse), each (m, n) float64.
-    """
-    m = np.asarray(matrix, np.float64)
-    if m.ndim != 2 or not np.isfinite(m).all():
-        raise ShapeError(f"rpca needs a finite 2D matrix, got shape {m.shape}")
-    lam = 1.0 / math.sqrt(max(m.shape)) if lam is None else lam
-    low, sparse = np.zeros_like(m), np.zeros_like(m)
-    norm = np.linalg.norm(m)
-    if norm == 0:
-        return low, sparse
-    spectral = np.linalg.norm(m, 2)
-    y = m / max(spectral, np.abs(m).max() / lam)   # dual start that makes the first steps well scaled
-    mu, rho = 1.25 / spectral, 1.5
-    mu_max = mu * 1e7
-    for _ in range(max_iter):
-        u, s, vt = np.linalg.svd(m - sparse + y / mu, full_matrices=False)
-        s = np.maximum(s - 1.0 / mu, 0.0)          # singular value thresholding
-        r = int((s > 0).sum())
-        low = (u[:, :r] * s[:r]) @ vt[:r]
-        rest = m - low + y / mu
-        sparse = np.sign(rest) * np.maximum(np.abs(rest) - lam / mu, 0.0)
-        gap = m - low - sparse
-        y += mu * gap
-        mu = min(mu * rho, mu_max)
-        if np.linalg.norm(gap) <= tol * norm:
-            break
-    return low, sparse
-
-
-def rpca_track(keypoints: np.ndarray, scores: np.ndarray, fps: float, config: SmoothConfig, *,
-               frames: np.ndarray | None = None, height: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Replace joint-frames that the low-rank pose space around them cannot explain.
-
-    Each block (``config.rpca_window_s`` of a segment) of confident joints, gaps linearly filled, forms a
-    (rows, 34) matrix, centred per column; :func:`rpca` splits it, and confident joint-frames whose sparse
-    part exceeds ``config.rpca_threshold`` times the person's height take their low-rank value.
-
-    Args:
-        keypoints: (T, 17, 2) pixels, NaN where unseen.
-        scores: (T, 17) confidences; joint-frames below ``config.min_score`` are filled, never replaced.
-        fps: Frame rate, Hz (sets the block length).
-        config: Supplies min_score, rpca_window_s, rpca_lambda and rpca_threshold.
-        frames: (T,) frame indices; a jump starts a new segment (None: one segment).
-        height: The person's size in pixels; None: :func:`body_height` of each segment.
-
-    Returns:
-        (keypoints (T, 17, 2) pixels, replaced (T, 17) bool).
-    """
-    kp = np.asarray(keypoints)
-    out = kp.astype(np.float64)
-    ok = _confident(kp, scores, config.min_score)
-    replaced = np.zeros(kp.shape[:2], bool)
-    for seg in segments(frames, len(kp)):
-        size = body_height(np.where(ok[seg][..., None], out[seg], np.nan)) if height is None else height
-        count = -(-(seg.stop - seg.start) // max(round(config.rpca_window_s * fps), 1))
-        edges = np.linspace(seg.start, seg.stop, count + 1).round().astype(int)   # near-equal blocks
-        for block in (slice(a, b) for a, b in zip(edges[:-1], edges[1:])):
-            joints = np.flatnonzero(ok[block].any(0))
-            if block.stop - block.start < 3 or len(joints) == 0 or not size > 0:
-                continue
-            work = np.where(ok[block][:, joints, None], out[block][:, joints], np.nan)
-            mat = fill_gaps(work).astype(np.float64).reshape(len(work), -1)
-            centre = np.median(mat, 0)   # the mean pose would cost the low-rank part one whole component
-            low, sparse = rpca(mat - centre, config.rpca_lambda)
-            big = np.linalg.norm(sparse.reshape(work.shape), axis=-1) > config.rpca_threshold * size
-            rows, cols = np.nonzero(big & ok[block][:, joints])
-            out[block.start + rows, joints[cols]] = (low + centre).reshape(work.shape)[rows, cols]
-            replaced[block.start + rows, joints[cols]] = True
-    return _like(out, kp), replaced
-
-
-def clean_track_report(track: Track, fps: float, config: SmoothConfig) -> tuple[Track, CleanupReport]:
-    """:func:`clean_track`, also counting what changed.
-
-    Returns:
-        (the cleaned Track, or ``track`` itself when disabled; the :class:`CleanupReport`).
-    """
-    if not fps > 0:
-        raise ShapeError(f"track {track.track_id}: fps must be > 0, got {fps}")
-    segs, frames = segments(track.frames, len(track)), track.frames
-    if not config.enabled:
-        return track, CleanupReport(segments=len(segs))
-    kp, scores = track.keypoints.astype(np.float64), np.nan_to_num(track.scores.astype(np.float64))
-    confident = _confident(kp, scores, config.min_score)
-    outliers = replaced = np.zeros(confident.shape, bool)
-    if config.outliers:
-        trusted = np.where(confident[..., None], kp, np.nan)
-        outliers = find_outliers(trusted, fps, config, frames=frames)
-        kp = np.where(outliers[..., None], replace_outliers(trusted, outliers, frames=frames), kp)
-        scores = np.where(outliers, 0.0, scores)   # so the filter re-fills them from confident neighbours too
-    if config.rpca:
-        kp, replaced = rpca_track(kp, scores, fps, config, frames=frames)
-        # Excluded as well: the confident neighbours are a more exact fill than the low-rank value,
-        # which the rank/sparsity trade-off biases by a few pixels.
-        scores = np.where(replaced, 0.0, scores)
-    smooth = _like(savgol_track(kp, scores, fps, config, frames=frames), track.keypoints)
-    low_score = np.isfinite(track.keypoints).all(-1) & ~confident
-    report = CleanupReport(
-        outliers=int(outliers.sum()), rpca_replaced=int(replaced.sum()),
-        low_score_replaced=int((low_score & (smooth != track.keypoints).any(-1)).sum()), segments=len(segs),
-        segments_unsmoothed=sum(not window_length(fps, config, s.stop - s.start) for s in segs))
-    return dataclasses.replace(track, keypoints=smooth), report
-
-
-def clean_track(track: Track, fps: float, config: SmoothConfig) -> Track:
-    """Clean one track's keypoints: outliers, then optional RPCA, then Savitzky-Golay, per segment.
-
-    Args:
-        track: The person's 2D keypoints (pixels) with frames, scores and interpolated flags.
-        fps: Frame rate, Hz.
-        config: The clean-up settings; ``enabled=False`` returns the track itself.
-
-    Returns:
-        A new Track with the same frames, scores and interpolated flags and cleaned (T, 17, 2) keypoints.
-    """
-    return clean_track_report(track, fps, config)[0]
+    return like_input(out, kp)

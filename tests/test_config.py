@@ -178,9 +178,11 @@ def test_missing_and_invalid_files(tmp_path):
 def test_shipped_configs_load(path):
     if path is None:
         pytest.skip("configs/ holds no YAML files yet")
+    from pipeline.ankle_train import AnkleTrainConfig
     from pipeline.run import RunConfig
 
-    cls = RunConfig if path.name.startswith("run") else TrainConfig
+    cls = RunConfig if path.name.startswith("run") else AnkleTrainConfig if path.name == "train_ankle.yaml" \
+        else TrainConfig
     cfg = load_config(cls, path)
     assert from_dict(cls, to_dict(cfg)) == cfg
     if cls is TrainConfig:

@@ -1,62 +1,20 @@
-"""Tests for pipeline/smooth.py: Savitzky-Golay per segment, outlier test, RPCA and clean_track."""
+"""Tests for pipeline/smooth.py: Savitzky-Golay per segment and the outlier test."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from pipeline.ankle import AnkleConfig
+from pipeline.cleanup import CleanConfig, clean_track
 from pipeline.config import from_dict
-from pipeline.errors import ConfigError, ShapeError
-from pipeline.smooth import (
-    SmoothConfig, body_height, clean_track, clean_track_report, find_outliers, replace_outliers, rpca,
-    rpca_track, savgol_track, window_length,
-)
-from pipeline.types import Track
+from pipeline.errors import ConfigError
+from pipeline.smooth import SmoothConfig, body_height, find_outliers, replace_outliers, savgol_track, window_length
 
-CFG = SmoothConfig()
+from _tracks2d import BASE, cubic, make_track, person, spikes
 
-# A frontal COCO-17 pose in pixels, about 470 px from nose to ankle.
-BASE = np.array([
-    (500, 200), (510, 190), (490, 190), (520, 195), (480, 195), (560, 260), (440, 260), (580, 340),
-    (420, 340), (590, 420), (410, 420), (540, 450), (460, 450), (545, 560), (455, 560), (550, 670),
-    (450, 670)], dtype=np.float64)
-
-
-def person(frames: int, fps: float = 50.0, seed: int = 0) -> np.ndarray:
-    """(T, 17, 2) px: the pose drifting right with two smooth per-joint wobbles (0.7 and 1.3 Hz)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(frames)[:, None, None] / fps
-    phase = rng.uniform(0, 2 * np.pi, (2, 1, 17, 2))
-    amp = rng.uniform(5, 25, (2, 1, 17, 2))
-    wobble = amp[0] * np.sin(2 * np.pi * 0.7 * t + phase[0]) + amp[1] * np.sin(2 * np.pi * 1.3 * t + phase[1])
-    return BASE + wobble + np.array([40.0, 0.0]) * t
-
-
-def cubic(frames: int, fps: float = 50.0, seed: int = 0) -> np.ndarray:
-    """(T, 17, 2) px: a different cubic polynomial of time per joint coordinate."""
-    rng = np.random.default_rng(seed)
-    t = (np.arange(frames) / fps)[:, None, None]
-    c = rng.uniform(-20, 20, (4, 1, 17, 2))
-    return BASE + c[0] + c[1] * t + c[2] * t**2 + c[3] * t**3
-
-
-def make_track(kp, scores=None, frames=None) -> Track:
-    n = len(kp)
-    frames = np.arange(n, dtype=np.int64) if frames is None else np.asarray(frames, np.int64)
-    scores = np.ones((n, 17), np.float32) if scores is None else np.asarray(scores, np.float32)
-    return Track(3, frames, np.asarray(kp, np.float32), scores, np.zeros(n, bool))
-
-
-def spikes(kp, where, size, seed=0):
-    """Copy of ``kp`` with a spike of ``size`` px in a random direction at each (frame, joint)."""
-    rng = np.random.default_rng(seed)
-    out, mask = kp.copy(), np.zeros(kp.shape[:2], bool)
-    for f, j in where:
-        d = rng.normal(size=2)
-        out[f, j] += size * d / np.linalg.norm(d)
-        mask[f, j] = True
-    return out, mask
-
+CFG = SmoothConfig(window_s=0.82)                        # paper 000's 41 frames at 50 Hz
+NO_ANKLE = AnkleConfig(enabled=False)
 
 def test_window_scales_with_fps_and_shrinks():
     assert window_length(50, CFG) == 41                    # paper 000
@@ -68,6 +26,7 @@ def test_window_scales_with_fps_and_shrinks():
     assert window_length(50, CFG, 5) == 5                   # > polyorder
     assert window_length(50, CFG, 4) == 0                   # too short to smooth
     assert window_length(50, SmoothConfig(window_s=0.05)) == 0
+    assert window_length(30, SmoothConfig()) == 15          # the default, 0.5 s
 
 
 def test_preserves_cubic_and_constant_everywhere():
@@ -139,8 +98,9 @@ def test_find_outliers_finds_injected_spikes_only(fps):
     np.testing.assert_array_equal(find_outliers(bad, fps, CFG, height=height), mask)
     # Against the cleaned clean track (the filter itself rounds off the wobble a little): interior spikes
     # are filled from both sides; the first and last frame hold their neighbour, so err a little more.
-    cleaned = clean_track(make_track(bad), fps, CFG).keypoints
-    reference = clean_track(make_track(clean), fps, CFG).keypoints
+    temporal = CleanConfig(ankle=NO_ANKLE, smooth=CFG)
+    cleaned = clean_track(make_track(bad), fps, temporal).keypoints
+    reference = clean_track(make_track(clean), fps, temporal).keypoints
     error = np.linalg.norm(cleaned - reference, axis=-1)
     assert error[1:-1][mask[1:-1]].max() < 0.5 and error[mask].max() < 2.0
 
@@ -168,61 +128,6 @@ def test_replace_outliers_interpolates_within_segments():
     np.testing.assert_array_equal(np.delete(out, 3, axis=1), np.delete(kp, 3, axis=1))
 
 
-def test_rpca_recovers_low_rank_matrix():
-    rng = np.random.default_rng(4)
-    low0 = rng.normal(size=(120, 3)) @ rng.normal(size=(3, 60))
-    sparse0 = np.where(rng.random((120, 60)) < 0.05, rng.uniform(-10, 10, (120, 60)), 0.0)
-    low, sparse = rpca(low0 + sparse0)
-    assert np.linalg.norm(low - low0) / np.linalg.norm(low0) < 1e-4
-    assert np.linalg.norm(sparse - sparse0) / np.linalg.norm(sparse0) < 1e-4
-    zero_low, zero_sparse = rpca(np.zeros((5, 4)))
-    assert not zero_low.any() and not zero_sparse.any()
-    with pytest.raises(ShapeError):
-        rpca(np.full((3, 3), np.nan))
-
-
-def test_rpca_track_fixes_spikes():
-    truth = person(200)
-    ones = np.ones((200, 17))
-    same, replaced = rpca_track(truth, ones, 50, CFG)
-    assert not replaced.any() and np.array_equal(same, truth)
-    where = [(3, 1), (40, 6), (41, 6), (90, 15), (150, 10), (199, 0)]
-    bad, mask = spikes(truth, where, 0.2 * body_height(truth))
-    fixed, replaced = rpca_track(bad, ones, 50, CFG)
-    np.testing.assert_array_equal(replaced, mask)
-    assert np.linalg.norm(fixed - truth, axis=-1).max() < 10.0     # from 100 px spikes
-    config = SmoothConfig(outliers=False, rpca=True)
-    track, report = clean_track_report(make_track(bad), 50, config)
-    assert report.rpca_replaced == len(where) and report.outliers == 0
-    reference = clean_track(make_track(truth), 50, config).keypoints
-    error = np.linalg.norm(track.keypoints - reference, axis=-1)
-    assert error[1:-1][mask[1:-1]].max() < 0.5 and error[mask].max() < 2.0
-
-
-def test_clean_track_keeps_everything_but_keypoints_and_invents_nothing():
-    rng = np.random.default_rng(5)
-    truth = person(120)
-    kp = truth + rng.normal(0, 1, truth.shape)
-    kp[30:40, 7] = np.nan                                    # unseen inside the span
-    kp[:, 8] = np.nan                                        # never seen
-    kp[:3, 5] += 200                                         # low-score values at the segment's start
-    scores = np.full((120, 17), 0.9)
-    scores[np.isnan(kp).any(-1)] = 0.0
-    scores[:3, 5] = 0.1
-    scores[70, 11] = 0.1
-    track = make_track(kp, scores, np.r_[np.arange(60), np.arange(80, 140)])
-    out, report = clean_track_report(track, 30.0, CFG)
-    assert out is not track and out.keypoints.dtype == np.float32
-    for name in ("frames", "scores", "interpolated"):
-        np.testing.assert_array_equal(getattr(out, name), getattr(track, name))
-    np.testing.assert_array_equal(np.isnan(out.keypoints), np.isnan(track.keypoints))
-    assert np.abs(out.keypoints[:3, 5] - truth[:3, 5]).max() < 5                  # wild low-score start
-    assert np.sqrt(np.nanmean((out.keypoints - truth) ** 2)) < np.sqrt(np.nanmean((kp - truth) ** 2))
-    assert report.segments == 2 and report.segments_unsmoothed == 0
-    assert report.low_score_replaced == 4 and report.outliers == 0
-    assert clean_track(track, 30.0, SmoothConfig(enabled=False)) is track
-
-
 @pytest.mark.parametrize("field, value", [
     ("window_s", 0.0), ("window_s", float("nan")), ("polyorder", -1), ("polyorder", 2.5),
     ("min_score", 1.5), ("outlier_accel", 0.0), ("rpca_window_s", -1.0), ("rpca_lambda", 0.0),
@@ -234,8 +139,8 @@ def test_config_errors_name_the_field(field, value):
 
 
 def test_config_from_dict():
-    config = from_dict(SmoothConfig, {"window_s": 1, "rpca": True, "rpca_lambda": 0.1})
-    assert config.window_s == 1.0 and config.rpca and config.rpca_lambda == 0.1
+    config = from_dict(SmoothConfig, {"window_s": 1, "rpca": True, "rpca_lambda": 0.1, "smoothing": False})
+    assert config.window_s == 1.0 and config.rpca and config.rpca_lambda == 0.1 and not config.smoothing
     assert config.outlier_accel == pytest.approx(150.0)
     with pytest.raises(ConfigError, match="window_s"):
         from_dict(SmoothConfig, {"window": 1.0})

@@ -79,6 +79,10 @@ def _native_logs_muted():
         yield Console(file=out, force_terminal=console.is_terminal)
 
 
+_TRAJECTORY_HELP = ("Also estimate where the person is: the pelvis's camera-frame path (paper 002's trajectory "
+                    "network, weights/trajectory.pt).")
+_FOV_HELP = ("Camera field of view across the longer image side, degrees, for the trajectory's metric depth "
+             "(default: 55; depth scales with the error of this guess).")
 _POSE_BANK_HELP = ("Long-term pose bank fused into the lifter's windows (paper 003): off, online (past frames "
                    "only) or offline (the whole track).")
 
@@ -137,6 +141,23 @@ def train(
                   f"checkpoints: {result.best}, {result.last}")
 
 
+def _evaluate_trajectory(lifter, clips, cfg, segment: int, seed: int, json_out: Optional[Path], progress) -> None:
+    """``pose3d evaluate`` for a trajectory checkpoint: pelvis position error on the held-out subjects."""
+    from dataclasses import asdict
+
+    from pipeline.trajectory import evaluate_trajectory
+
+    r = evaluate_trajectory(lifter.model, clips, cfg.camera, segment_frames=segment, seed=seed,
+                            device=lifter.device, progress=progress)
+    lines = ["| 2D | pelvis position error (mm) | depth error (mm) | error / distance |", "|---|---:|---:|---:|"]
+    lines += [f"| {p} | {r.position_mm[p]:.0f} | {r.depth_mm[p]:.0f} | {100 * r.relative[p]:.1f}% |" for p in r.position_mm]
+    typer.echo("\n".join(lines))
+    typer.echo(f"\nsubjects {', '.join(cfg.test_subjects)}; {r.segments} camera segments, {r.frames} frames; "
+               "camera frame, true intrinsics")
+    if json_out:
+        json_out.write_text(json.dumps(asdict(r), indent=2))
+
+
 @app.command()
 @handle_errors
 def evaluate(
@@ -169,6 +190,10 @@ def evaluate(
         task = bar.add_task("reading mocap", total=None, info="")
         split = load_split(cfg, progress=lambda d, t: bar.update(task, completed=d, total=t))
         task = bar.add_task("evaluating", total=None, info=f"subjects {','.join(cfg.test_subjects)}")
+        if lifter.model.config.target == "trajectory":
+            _evaluate_trajectory(lifter, split.test, cfg, segment, seed, json_out,
+                                 lambda d, t: bar.update(task, completed=d, total=t))
+            return
         report = run_eval(lifter.model, split.test, cfg.camera, segment_frames=segment, seed=seed,
                           joints=tuple(range(17)) if all_joints else H36M_LIMB_JOINTS, device=lifter.device,
                           progress=lambda d, t: bar.update(task, completed=d, total=t))
@@ -192,12 +217,18 @@ def lift(
     channels: int = typer.Option(1024, help="Channels for official VideoPose3D checkpoints."),
     causal: bool = typer.Option(False, help="Causal architecture (official checkpoints)."),
     pose_bank: str = typer.Option("off", "--pose-bank", help=_POSE_BANK_HELP),
+    trajectory: bool = typer.Option(False, help=_TRAJECTORY_HELP),
+    trajectory_weights: Optional[Path] = typer.Option(None, help="Trajectory checkpoint (default: weights/trajectory.pt)."),
+    fov: Optional[float] = typer.Option(None, help=_FOV_HELP),
+    focal: Optional[float] = typer.Option(None, help="Focal length in pixels (instead of --fov)."),
 ) -> None:
     """Lift a 2D keypoint track (.npz) to 3D poses (.npz)."""
     from pipeline.bank import PoseBankConfig
     from pipeline.export import load_keypoints_npz, save_poses_npz
     from pipeline.keypoints import fill_gaps, to_h36m
     from pipeline.lift import Lifter
+    from pipeline.run import LiftStageConfig, load_trajectory
+    from pipeline.trajectory import focal_from_fov
 
     t0 = time.perf_counter()
     track = load_keypoints_npz(keypoints, fps)
@@ -205,7 +236,12 @@ def lift(
     kp, _ = to_h36m(track.keypoints, track.scores, track.format)
     kp = fill_gaps(kp)
     poses = lifter.lift(kp, track.width, track.height, track.fps, flip=flip, bank=PoseBankConfig(mode=pose_bank))
-    save_poses_npz(out, poses, track.fps, kp)
+    mover = load_trajectory(LiftStageConfig(trajectory=trajectory or bool(trajectory_weights),
+                                            trajectory_weights=str(trajectory_weights) if trajectory_weights else None),
+                            device)
+    focal = focal or (focal_from_fov(track.width, track.height, fov) if fov else None)
+    roots = None if mover is None else mover.lift(kp, track.width, track.height, track.fps, focal=focal, flip=flip)
+    save_poses_npz(out, poses, track.fps, kp, roots)
     console.print(f"lifted {len(poses)} frames ({track.format}, {track.fps:g} fps) on {lifter.device} "
                   f"in {time.perf_counter() - t0:.2f} s -> {out}")
 
@@ -260,6 +296,8 @@ def run(
     weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", envvar="POSE3D_WEIGHTS_DIR",
                                                help="Folder of the YOLO / mmpose weight files."),
     pose_bank: Optional[str] = typer.Option(None, "--pose-bank", help=_POSE_BANK_HELP + " Default: the config's (off)."),
+    trajectory: Optional[bool] = typer.Option(None, help=_TRAJECTORY_HELP + " Default: the config's."),
+    fov: Optional[float] = typer.Option(None, help=_FOV_HELP),
 ) -> None:
     """Video in; tracked 2D skeletons drawn on it, 3D skeletons beside it, and the data exported."""
     from dataclasses import replace
@@ -281,6 +319,10 @@ def run(
         cfg = replace(cfg, lift=replace(cfg.lift, weights=str(weights)))
     if pose_bank:
         cfg = replace(cfg, lift=replace(cfg.lift, pose_bank=replace(cfg.lift.pose_bank, mode=pose_bank)))
+    if trajectory is not None:
+        cfg = replace(cfg, lift=replace(cfg.lift, trajectory=trajectory))
+    if fov is not None:
+        cfg = replace(cfg, lift=replace(cfg.lift, fov_deg=fov))
     if layout:
         cfg = replace(cfg, render=replace(cfg.render, layout=layout))
     t0 = time.perf_counter()

@@ -6,7 +6,8 @@
 
 ``pose3d lift`` output (``.npz``):
     poses3d (T, 17, 3) float32 metres, camera frame (x right, y down, z forward), pelvis at the origin;
-    joint_names (17,) str (H36M-17 order); fps; keypoints2d (T, 17, 2) the H36M-17 pixel input used.
+    joint_names (17,) str (H36M-17 order); fps; keypoints2d (T, 17, 2) the H36M-17 pixel input used; with
+    --trajectory also root3d (T, 3) float32, the pelvis's camera-frame position in metres.
 """
 
 from __future__ import annotations
@@ -85,12 +86,14 @@ def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
     return path
 
 
-def save_poses_npz(path: str | Path, poses3d: np.ndarray, fps: float, keypoints2d: np.ndarray) -> Path:
-    """Write a ``pose3d lift`` output file (see the module docstring)."""
+def save_poses_npz(path: str | Path, poses3d: np.ndarray, fps: float, keypoints2d: np.ndarray,
+                   root3d: np.ndarray | None = None) -> Path:
+    """Write a ``pose3d lift`` output file (see the module docstring); ``root3d`` (T, 3) with --trajectory."""
     if poses3d.ndim != 3 or poses3d.shape[1:] != (17, 3):
         raise ShapeError(f"poses3d must be (T, 17, 3), got {poses3d.shape}")
+    extra = {} if root3d is None else {"root3d": np.asarray(root3d, np.float32)}
     return atomic_save_npz(path, poses3d=poses3d.astype(np.float32), joint_names=np.array(H36M17.joints),
-                           fps=np.float64(fps), keypoints2d=keypoints2d.astype(np.float32))
+                           fps=np.float64(fps), keypoints2d=keypoints2d.astype(np.float32), **extra)
 
 
 # --- Track exports (`pose3d run --export FILE`): format from the suffix -------------------------------------
@@ -101,14 +104,23 @@ def save_poses_npz(path: str | Path, poses3d: np.ndarray, fps: float, keypoints2
 #    "skeletons": {"keypoints2d": {"name": "coco17", "joints": [...17 names]},
 #                  "poses3d": {"name": "h36m17", "joints": [...17 names], "units": "metres",
 #                              "frame": "camera: x right, y down, z forward; pelvis at the origin"}},
+#    "world": null, or (with --trajectory) {"rotation": [3][3], "offset": [3], "frame": WORLD_FRAME}: the
+#             estimated camera-to-world transform world = rotation @ camera + offset (pipeline/world.py),
 #    "tracks": [{"id", "frames": [T ints], "interpolated": [T bools],
 #                "keypoints2d": [T][17][2] pixels or null where unseen, "scores2d": [T][17],
-#                "poses3d": [T][17][3] metres}]}
+#                "poses3d": [T][17][3] metres,
+#                "root3d": null or [T][3] camera-frame metres of the pelvis (the trajectory),
+#                "poses3d_world": null or [T][17][3] world metres (placed joints, floor at y = 0)}]}
 # NPZ (`.npz`): the same content as arrays: video_* scalars, joint_names_2d, joint_names_3d, track_ids, and per
 #   track id N: track_N_frames (T,), track_N_interpolated (T,), track_N_keypoints2d (T,17,2) (NaN where unseen),
-#   track_N_scores2d (T,17), track_N_poses3d (T,17,3).
+#   track_N_scores2d (T,17), track_N_poses3d (T,17,3); with the trajectory also track_N_root3d (T,3),
+#   track_N_poses3d_world (T,17,3), world_rotation (3,3) and world_offset (3,).
 # CSV (`.csv`): one row per track, frame and joint index j (0..16): track_id, frame, interpolated, joint,
-#   coco_joint, x, y, score (COCO joint j), h36m_joint, X, Y, Z (H36M joint j); empty where unseen.
+#   coco_joint, x, y, score (COCO joint j), h36m_joint, X, Y, Z (H36M joint j, pelvis-relative camera frame),
+#   Xw, Yw, Zw (the same joint in the world frame, with the trajectory); empty where unseen or not estimated.
+
+WORLD_FRAME = ("estimated from the people: y up, floor at y = 0, x the camera's right levelled, z towards the "
+               "camera; origin on the floor below the mean pelvis position; metres")
 
 EXPORT_FORMATS = (".json", ".npz", ".csv")
 
@@ -122,19 +134,38 @@ def _nan_to_none(array: np.ndarray) -> list:
     return np.where(np.isfinite(array), array, None).tolist()
 
 
+def _world_poses(tracks) -> tuple[object, dict[int, np.ndarray]]:
+    """The clip's world frame and each placed track's (T, 17, 3) world joints (empty without trajectories)."""
+    from pipeline.world import estimate_world, placed_poses
+
+    world = estimate_world(tracks)
+    if world is None:
+        return None, {}
+    return world, {t.track_id: world.apply(placed_poses(t)) for t in tracks
+                   if t.poses3d is not None and t.root3d is not None}
+
+
+def _rounded(array: np.ndarray | None, digits: int = 4):
+    return None if array is None else np.round(array.astype(np.float64), digits).tolist()
+
+
 def _write_json(path: Path, tracks, info) -> None:
     import json
 
     from pipeline.skeleton import COCO17
 
+    world, placed = _world_poses(tracks)
     doc = {"format": "pose3d-tracks", "version": 1, "video": _video_meta(info),
            "skeletons": {"keypoints2d": {"name": COCO17.name, "joints": list(COCO17.joints)},
                          "poses3d": {"name": H36M17.name, "joints": list(H36M17.joints), "units": "metres",
                                      "frame": "camera: x right, y down, z forward; pelvis at the origin"}},
+           "world": None if world is None else {"rotation": _rounded(world.rotation, 6),
+                                                "offset": _rounded(world.offset), "frame": WORLD_FRAME},
            "tracks": [{"id": int(t.track_id), "frames": t.frames.tolist(), "interpolated": t.interpolated.tolist(),
                        "keypoints2d": _nan_to_none(np.round(t.keypoints.astype(np.float64), 2)),
                        "scores2d": np.round(t.scores.astype(np.float64), 3).tolist(),
-                       "poses3d": None if t.poses3d is None else np.round(t.poses3d.astype(np.float64), 4).tolist()}
+                       "poses3d": _rounded(t.poses3d), "root3d": _rounded(t.root3d),
+                       "poses3d_world": _rounded(placed.get(t.track_id))}
                       for t in tracks]}
     path.write_text(json.dumps(doc, separators=(",", ":")))
 
@@ -151,6 +182,12 @@ def _write_npz(path: Path, tracks, info) -> None:
                    f"track_{t.track_id}_keypoints2d": t.keypoints, f"track_{t.track_id}_scores2d": t.scores}
         if t.poses3d is not None:
             arrays[f"track_{t.track_id}_poses3d"] = t.poses3d
+        if t.root3d is not None:
+            arrays[f"track_{t.track_id}_root3d"] = t.root3d
+    world, placed = _world_poses(tracks)
+    if world is not None:
+        arrays |= {"world_rotation": world.rotation, "world_offset": world.offset}
+        arrays |= {f"track_{i}_poses3d_world": p for i, p in placed.items()}
     np.savez_compressed(path, **arrays)
 
 
@@ -162,13 +199,16 @@ def _write_csv(path: Path, tracks, info) -> None:
     with open(path, "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["track_id", "frame", "interpolated", "joint", "coco_joint", "x", "y", "score",
-                      "h36m_joint", "X", "Y", "Z"])
+                      "h36m_joint", "X", "Y", "Z", "Xw", "Yw", "Zw"])
+        _, placed = _world_poses(tracks)
         for t in tracks:
-            p3 = t.poses3d if t.poses3d is not None else np.full((len(t), 17, 3), np.nan)
+            unknown = np.full((len(t), 17, 3), np.nan)
+            p3 = t.poses3d if t.poses3d is not None else unknown
+            pw = placed.get(t.track_id, unknown)
             for i, frame in enumerate(t.frames.tolist()):
                 for j in range(17):
                     xy = ["" if not np.isfinite(v) else f"{v:.2f}" for v in t.keypoints[i, j]]
-                    xyz = ["" if not np.isfinite(v) else f"{v:.4f}" for v in p3[i, j]]
+                    xyz = ["" if not np.isfinite(v) else f"{v:.4f}" for v in (*p3[i, j], *pw[i, j])]
                     out.writerow([t.track_id, frame, int(t.interpolated[i]), j, COCO17.joints[j], *xy,
                                   f"{t.scores[i, j]:.3f}", H36M17.joints[j], *xyz])
 
@@ -212,6 +252,7 @@ def load_tracks_json(path: str | Path) -> tuple[dict, list]:
         return np.array(value, dtype=np.float64).astype(dtype)  # null -> NaN through float64
 
     tracks = [Track(t["id"], np.array(t["frames"], np.int64), arr(t["keypoints2d"]), arr(t["scores2d"]),
-                    np.array(t["interpolated"], bool), None if t["poses3d"] is None else arr(t["poses3d"]))
+                    np.array(t["interpolated"], bool), None if t["poses3d"] is None else arr(t["poses3d"]),
+                    None if t.get("root3d") is None else arr(t["root3d"]))
               for t in doc["tracks"]]
     return doc["video"], tracks

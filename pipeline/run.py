@@ -19,13 +19,16 @@ import numpy as np
 from pipeline.bank import PoseBankConfig
 from pipeline.cleanup import CleanConfig, Cleaner
 from pipeline.config import load_config
+from pipeline.errors import ModelError
 from pipeline.export import export_tracks
 from pipeline.keypoints import coco_to_h36m, fill_gaps
-from pipeline.lift import Lifter, resolve_device
+from pipeline.lift import Lifter, default_weights, resolve_device
 from pipeline.render import RenderConfig, Renderer, frames_of
 from pipeline.twod import TwoDConfig, TwoDModels, TwoDStage, resolve_backend
+from pipeline.trajectory import TrajectoryLifter, focal_from_fov
 from pipeline.types import Frame, Track, VideoInfo
 from pipeline.video import VideoReader, VideoWriter, probe
+from pipeline.world import estimate_world
 
 
 @dataclass(frozen=True)
@@ -36,11 +39,19 @@ class LiftStageConfig:
         weights: Lifter checkpoint; None uses the shipped ``weights/lifter.pt``.
         flip: Flip test-time augmentation.
         pose_bank: Long-term pose bank fused into the lifter's windows (paper 003, :mod:`pipeline.bank`).
+        trajectory: Also estimate where each person is (camera-frame pelvis positions, :mod:`pipeline.trajectory`):
+            exported as ``root3d`` and world-frame joints, and drawn as movement over the floor.
+        trajectory_weights: Trajectory checkpoint; None uses the shipped ``weights/trajectory.pt``.
+        fov_deg: The camera's field of view across the longer image side, degrees, for the trajectory's metric
+            depth; None assumes 55 degrees (depth then scales with how wrong that guess is).
     """
 
     weights: str | None = None
     flip: bool = True
     pose_bank: PoseBankConfig = field(default_factory=PoseBankConfig)
+    trajectory: bool = False
+    trajectory_weights: str | None = None
+    fov_deg: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +149,8 @@ def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
 
 def lift_tracks(tracks: Sequence[Track], lifter: Lifter, info: VideoInfo, flip: bool = True,
                 report: Callable[[str, int, int], None] | None = None,
-                bank: PoseBankConfig | None = None) -> list[Track]:
+                bank: PoseBankConfig | None = None, trajectory: TrajectoryLifter | None = None,
+                fov_deg: float | None = None) -> list[Track]:
     """Lift each track to 3D (COCO-17 -> H36M-17, gaps interpolated, resampled to the lifter's rate).
 
     Args:
@@ -148,27 +160,47 @@ def lift_tracks(tracks: Sequence[Track], lifter: Lifter, info: VideoInfo, flip: 
         flip: Flip test-time augmentation.
         report: Progress callback (stage, done, total).
         bank: Long-term pose bank settings (None: none); each run of a track gets its own bank.
+        trajectory: A loaded trajectory model; with it ``root3d`` is set too.
+        fov_deg: Camera field of view for the trajectory (None: the model's default guess).
 
     Returns:
-        The same tracks with ``poses3d`` (T, 17, 3) metres set.
+        The same tracks with ``poses3d`` (T, 17, 3) metres set (and ``root3d`` (T, 3) with a trajectory).
     """
+    focal = None if fov_deg is None else focal_from_fov(info.width, info.height, fov_deg)
     lifted = []
     for i, track in enumerate(tracks):
         h36m, _ = coco_to_h36m(track.keypoints, track.scores)
         # A re-identified person's track jumps over the frames they were away: lift each run on its own.
-        runs = np.split(np.arange(len(track)), np.flatnonzero(np.diff(track.frames) > 1) + 1)
-        poses = np.concatenate([lifter.lift(fill_gaps(h36m[r]), info.width, info.height, info.fps, flip=flip,
-                                            bank=bank) for r in runs])
-        lifted.append(replace(track, poses3d=poses))
+        runs = [fill_gaps(h36m[r]) for r in np.split(np.arange(len(track)), np.flatnonzero(np.diff(track.frames) > 1) + 1)]
+        poses = np.concatenate([lifter.lift(kp, info.width, info.height, info.fps, flip=flip, bank=bank) for kp in runs])
+        roots = None if trajectory is None else np.concatenate(
+            [trajectory.lift(kp, info.width, info.height, info.fps, focal=focal, flip=flip) for kp in runs])
+        lifted.append(replace(track, poses3d=poses, root3d=roots))
         if report:
             report("lift", i + 1, len(tracks))
     return lifted
 
 
+def load_trajectory(config: LiftStageConfig, device: str) -> TrajectoryLifter | None:
+    """The trajectory model the lift settings ask for (None when ``trajectory`` is off)."""
+    if not config.trajectory:
+        return None
+    path = Path(config.trajectory_weights) if config.trajectory_weights else default_weights().with_name("trajectory.pt")
+    if not path.is_file():
+        raise ModelError(f"trajectory weights not found: {path} (train them with `pose3d train --config "
+                         "configs/trajectory.yaml`, pass --trajectory-weights, or run without --trajectory)")
+    return TrajectoryLifter.load(path, resolve_device(device))
+
+
 def _render_pass(path: Path, output: Path, info: VideoInfo, tracks: list[Track], config: RunConfig, report) -> None:
     """Pass 2: full-size frames, skeletons drawn, encoded with the input's audio."""
-    renderer = Renderer(config.render, info.width, info.height, info.fps)
-    people_at = frames_of(tracks)
+    world = estimate_world(tracks)
+    render = config.render
+    if world is not None:  # widen the scene to hold everyone's path (pelvis positions, plus a margin)
+        spread = max(np.abs(world.apply(t.root3d)[:, [0, 2]]).max() for t in tracks if t.root3d is not None)
+        render = replace(render, scene_width_m=max(render.scene_width_m, 2.0 * float(spread) + 1.5))
+    renderer = Renderer(render, info.width, info.height, info.fps)
+    people_at = frames_of(tracks, world, trail_frames=round(render.trail_s * info.fps))
     width, height = renderer.output_size
     with VideoReader(path) as reader, VideoWriter(output, width=width, height=height, fps=info.fps,
                                                  audio_from=path, crf=config.crf) as writer:
@@ -212,7 +244,8 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
         tracks = [cleaner.clean(t, info.fps) for t in tracks]
         seconds["clean"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    tracks = lift_tracks(tracks, lifter, info, config.lift.flip, report, bank=config.lift.pose_bank)
+    tracks = lift_tracks(tracks, lifter, info, config.lift.flip, report, bank=config.lift.pose_bank,
+                         trajectory=load_trajectory(config.lift, config.device), fov_deg=config.lift.fov_deg)
     seconds["lift"] = time.perf_counter() - t0
     if output is not None:
         t0 = time.perf_counter()

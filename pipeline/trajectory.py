@@ -27,7 +27,7 @@ Shapes: rays (B, T, 17, 2); raw network output (B, T, 1, 3); roots (B, T, 3) cam
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -205,7 +205,9 @@ def evaluate_trajectory(model: TemporalModel, clips, camera, *, segment_frames: 
     from pipeline.evaluate import NOISY_2D, _segments
 
     gen = torch.Generator().manual_seed(seed)
-    jobs = [seg for clip in clips for seg in _segments(clip, segment_frames)]
+    # As pipeline.evaluate: a segment's camera already frames seconds of motion; do not shrink it further.
+    camera = replace(camera, distance_scale=(1.0, min(2.0, camera.distance_scale[1])))
+    jobs = [seg for clip in clips for seg in _segments(clip.joints, segment_frames)]
     sums = {p: np.zeros(3) for p in ("gt", "noisy")}
     frames = 0
     for i, seg in enumerate(jobs):

@@ -117,6 +117,8 @@ class Track:
         scores: (T, 17) float32 keypoint confidences in [0, 1] (0 where not seen).
         interpolated: (T,) bool, True for frames filled in across a short gap.
         poses3d: (T, 17, 3) float32 H36M-17 camera-frame metres, pelvis at the origin; None before lifting.
+        root3d: (T, 3) float32 camera-frame metres of the pelvis (the trajectory, :mod:`pipeline.trajectory`);
+            None unless the trajectory was estimated. ``poses3d + root3d[:, None]`` places the person.
     """
 
     track_id: int
@@ -125,6 +127,7 @@ class Track:
     scores: np.ndarray
     interpolated: np.ndarray
     poses3d: np.ndarray | None = None
+    root3d: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _check("Track.frames", self.frames, (None,), np.integer)
@@ -135,6 +138,7 @@ class Track:
         _check("Track.scores", self.scores, (t, 17))
         _check("Track.interpolated", self.interpolated, (t,), np.bool_)
         _check("Track.poses3d", self.poses3d, (t, 17, 3), finite=True)
+        _check("Track.root3d", self.root3d, (t, 3), finite=True)
 
     def __len__(self) -> int:
         return len(self.frames)

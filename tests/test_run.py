@@ -119,3 +119,31 @@ def test_cli_run_error_paths(tmp_path, tiny_weights):
     res = runner.invoke(app, ["run", str(tmp_path / "notes.mp4"), "--out", "o.mp4", "--backend", "nope"])
     assert res.exit_code == 2 and "backend" in res.output
     assert not (tmp_path / "o.mp4").exists()
+
+
+@needs_videos
+def test_run_with_trajectory_places_people(kids_clip, tiny_weights, tmp_path):
+    from dataclasses import replace
+
+    traj = tmp_path / "traj.pt"
+    save_checkpoint(traj, TemporalModel(LifterConfig(filter_widths=(3, 3), channels=16, target="trajectory",
+                                                     input_norm="pelvis_scale_pos_size")).eval(), train_fps=50.0)
+    base = RunConfig()
+    config = replace(base, lift=replace(base.lift, trajectory=True, trajectory_weights=str(traj), fov_deg=60.0))
+    result = run_video(kids_clip, tmp_path / "out.mp4", config, exports=[tmp_path / "r.json"],
+                       lifter=Lifter.load(tiny_weights, "cpu"))
+    assert result.tracks and all(t.root3d.shape == (len(t), 3) for t in result.tracks)
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["world"] is not None and all(t["poses3d_world"] is not None for t in doc["tracks"])
+    assert probe(tmp_path / "out.mp4").num_frames == result.frames
+
+
+def test_trajectory_asked_for_without_weights_is_a_model_error(tmp_path):
+    from dataclasses import replace
+
+    from pipeline.errors import ModelError
+    from pipeline.run import LiftStageConfig, load_trajectory
+
+    with pytest.raises(ModelError, match="not found"):
+        load_trajectory(replace(LiftStageConfig(), trajectory=True, trajectory_weights=str(tmp_path / "no.pt")), "cpu")
+    assert load_trajectory(LiftStageConfig(), "cpu") is None

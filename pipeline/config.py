@@ -182,6 +182,35 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class SemiSupervisedConfig:
+    """Paper 002's semi-supervised back-projection (:mod:`pipeline.semisup`); off while ``labeled_subjects`` is empty.
+
+    Attributes:
+        labeled_subjects: Training subjects whose 3D is used; the other training subjects give 2D only.
+        unlabeled_weight: Weight of the 2D back-projection error of the unlabelled batch (0: the supervised
+            baseline on the same labelled data, trained by the same code).
+        bone_weight: Weight of the bone-length L2 term: the unlabelled batch's mean bone lengths against the
+            labelled batch's.
+        trajectory: The trajectory network trained alongside (its own weights, as the paper).
+        warmup_epochs: Epochs of labelled data only before the unlabelled terms start (the paper starts
+            back-projection once the supervised model is reasonable).
+    """
+
+    labeled_subjects: tuple[str, ...] = ()
+    unlabeled_weight: float = 1.0
+    bone_weight: float = 1.0
+    trajectory: LifterConfig = field(default_factory=lambda: LifterConfig(
+        channels=256, input_norm="pelvis_scale_pos_size", target="trajectory"))
+    warmup_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.unlabeled_weight < 0 or self.bone_weight < 0 or self.warmup_epochs < 0:
+            raise ConfigError(f"bad semi-supervised settings: {self}")
+        if self.trajectory.target != "trajectory":
+            raise ConfigError("semi.trajectory must be a trajectory network (target: trajectory)")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything ``pose3d train`` needs besides the command line.
 
@@ -198,6 +227,7 @@ class TrainConfig:
         bn_momentum: (start, end) batch-norm momentum, decayed exponentially over the epochs.
         seed: Random seed.
         lifter, camera, augment, loss: Sub-configurations.
+        semi: Semi-supervised back-projection (paper 002); off by default.
     """
 
     data: str = "../shared/data/mocap/cmu"
@@ -215,6 +245,7 @@ class TrainConfig:
     camera: CameraConfig = field(default_factory=CameraConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    semi: SemiSupervisedConfig = field(default_factory=SemiSupervisedConfig)
 
 
 def _closest(key: str, valid: list[str]) -> str:

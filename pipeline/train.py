@@ -175,6 +175,10 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
     Returns:
         A :class:`TrainResult`.
     """
+    if config.semi.labeled_subjects:
+        from pipeline.semisup import train_semi
+
+        return train_semi(config, out_dir, split or load_split(config), device, progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)

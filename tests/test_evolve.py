@@ -13,7 +13,7 @@ import torch
 
 from _synth import SHARED, STANDING, rot_y
 from pipeline import evolve
-from pipeline.config import AugmentConfig, CameraConfig, EvolveConfig, LifterConfig, LossConfig, TrainConfig
+from pipeline.config import SemiSupervisedConfig, AugmentConfig, CameraConfig, EvolveConfig, LifterConfig, LossConfig, TrainConfig
 from pipeline.config import load_config, to_dict
 from pipeline.dataset import Clip, PoseWindows
 from pipeline.errors import ConfigError, ShapeError
@@ -312,7 +312,7 @@ def test_evolve_config_from_yaml_and_its_checks(tmp_path):
 
 def test_ablation_configs_differ_only_in_their_method():
     configs = {p.stem: load_config(TrainConfig, p) for p in sorted(ABLATION.glob("*.yaml"))}
-    assert set(configs) == {"baseline", "multirate", "evolve", "boneloss", "causal"}
+    assert set(configs) == {"baseline", "multirate", "evolve", "boneloss", "causal", "semisup", "supervised_14"}
     base = configs["baseline"]
     assert base.epochs == 8 and base.samples_per_epoch == 200_000 and base.lifter.receptive_field == 27
     assert base.lifter.channels == 512 and base.lifter.input_norm == "pelvis_scale_pos"
@@ -322,7 +322,9 @@ def test_ablation_configs_differ_only_in_their_method():
     off = {"multirate": lambda c: replace(c, augment=replace(c.augment, rate_prob=0.0, rate_intervals=(1, 3, 5, 7))),
            "evolve": lambda c: replace(c, augment=replace(c.augment, evolve=EvolveConfig())),
            "boneloss": lambda c: replace(c, loss=replace(c.loss, bone=0.0)),
-           "causal": lambda c: replace(c, lifter=replace(c.lifter, causal=False))}
+           "causal": lambda c: replace(c, lifter=replace(c.lifter, causal=False)),
+           "semisup": lambda c: replace(c, semi=SemiSupervisedConfig()),
+           "supervised_14": lambda c: replace(c, semi=SemiSupervisedConfig())}
     for name, reset in off.items():
         assert configs[name] != base, name
         assert to_dict(reset(configs[name])) == to_dict(base), name

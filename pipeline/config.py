@@ -279,6 +279,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
+    if annotation is str and isinstance(value, bool):
+        # YAML 1.1 reads a bare off/on (no/yes) as a boolean; for a string setting that was a word.
+        return "on" if value else "off"
     if annotation in (int, str, bool) and type(value) is not annotation:
         raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
     return value

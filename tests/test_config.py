@@ -194,3 +194,11 @@ def test_run_config_file_is_the_defaults():
 
     path = Path(__file__).resolve().parents[1] / "configs" / "run.yaml"
     assert load_config(RunConfig, path) == RunConfig()
+
+
+def test_yaml_bare_off_is_the_word_off(tmp_path):
+    from pipeline.run import RunConfig
+
+    path = tmp_path / "r.yaml"
+    path.write_text("lift:\n  pose_bank:\n    mode: off\n")
+    assert load_config(RunConfig, path).lift.pose_bank.mode == "off"

@@ -303,28 +303,13 @@ def run(
     from dataclasses import replace
 
     from pipeline.errors import ConfigError
-    from pipeline.run import load_run_config, run_video
+    from pipeline.run import load_run_config, run_video, with_choices
     from pipeline.twod import resolve_backend
 
     if out is None and not export:
         raise ConfigError("nothing to write: give --out OUT.mp4 and/or --export FILE")
-    cfg = load_run_config(config)
-    if backend:
-        cfg = replace(cfg, twod=replace(cfg.twod, backend=backend))
-    if weights_dir:
-        cfg = replace(cfg, weights_dir=str(weights_dir))
-    if device:
-        cfg = replace(cfg, device=device)
-    if weights:
-        cfg = replace(cfg, lift=replace(cfg.lift, weights=str(weights)))
-    if pose_bank:
-        cfg = replace(cfg, lift=replace(cfg.lift, pose_bank=replace(cfg.lift.pose_bank, mode=pose_bank)))
-    if trajectory is not None:
-        cfg = replace(cfg, lift=replace(cfg.lift, trajectory=trajectory))
-    if fov is not None:
-        cfg = replace(cfg, lift=replace(cfg.lift, fov_deg=fov))
-    if layout:
-        cfg = replace(cfg, render=replace(cfg.render, layout=layout))
+    cfg = with_choices(load_run_config(config), backend=backend, weights_dir=weights_dir, device=device,
+                       weights=weights, layout=layout, pose_bank=pose_bank, trajectory=trajectory, fov_deg=fov)
     t0 = time.perf_counter()
     with _progress() as bar:
         task = bar.add_task("weights", total=None, info="", visible=False)

@@ -52,23 +52,6 @@ def _sigterm_interrupts():
         signal.signal(signal.SIGTERM, old)
 
 
-def _run_config(config, backend, weights_dir, device, weights, layout):
-    from pipeline.run import load_run_config
-
-    cfg = load_run_config(config)
-    if backend:
-        cfg = replace(cfg, twod=replace(cfg.twod, backend=backend))
-    if weights_dir:
-        cfg = replace(cfg, weights_dir=str(weights_dir))
-    if device:
-        cfg = replace(cfg, device=device)
-    if weights:
-        cfg = replace(cfg, lift=replace(cfg.lift, weights=str(weights)))
-    if layout:
-        cfg = replace(cfg, render=replace(cfg.render, layout=layout))
-    return cfg
-
-
 class _View:
     """Rich bars: one for the whole batch (frames, clips done/failed, frames/s, ETA), one per running clip."""
 
@@ -187,16 +170,21 @@ def batch(
     weights: Optional[Path] = typer.Option(None, help="Lifter checkpoint (default: the shipped weights)."),
     weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", envvar="POSE3D_WEIGHTS_DIR",
                                                help="Folder of the YOLO / mmpose weight files."),
+    pose_bank: Optional[str] = typer.Option(None, "--pose-bank", help="off, online or offline (see `pose3d run`)."),
+    trajectory: Optional[bool] = typer.Option(None, help="Also estimate where each person is (see `pose3d run`)."),
+    fov: Optional[float] = typer.Option(None, help="Camera field of view for the trajectory, degrees."),
 ) -> None:
     """Every video under a folder through `pose3d run`: resumable, several at once, on Ray if asked."""
     from pipeline.batch import BatchConfig, run_batch
     from pipeline.cli import _native_logs_muted, _progress, console
+    from pipeline.run import load_run_config, with_choices
 
     if ray is None and (gpus_per_clip is not None or cpus_per_clip != 1.0):
         raise ConfigError("--gpus-per-clip and --cpus-per-clip apply to --ray only")
     cfg = BatchConfig(exports=tuple(export), video=video, workers=workers, pool=pool, retries=retries,
                       force=force, retry_failed=retry_failed)
-    run_cfg = _run_config(config, backend, weights_dir, device, weights, layout)
+    run_cfg = with_choices(load_run_config(config), backend=backend, weights_dir=weights_dir, device=device,
+                           weights=weights, layout=layout, pose_bank=pose_bank, trajectory=trajectory, fov_deg=fov)
     engine = None
     if ray is not None:
         from pipeline.batch_ray import RayOptions, ray_engine

@@ -84,6 +84,25 @@ def load_run_config(path: str | Path | None) -> RunConfig:
     return load_config(RunConfig, path)
 
 
+def with_choices(config: RunConfig, *, backend: str | None = None, weights_dir: str | Path | None = None,
+                 device: str | None = None, weights: str | Path | None = None, layout: str | None = None,
+                 pose_bank: str | None = None, trajectory: bool | None = None,
+                 fov_deg: float | None = None) -> RunConfig:
+    """``config`` with the command line's choices applied; None keeps the config's value."""
+    lift = config.lift
+    if weights:
+        lift = replace(lift, weights=str(weights))
+    if pose_bank:
+        lift = replace(lift, pose_bank=replace(lift.pose_bank, mode=pose_bank))
+    if trajectory is not None:
+        lift = replace(lift, trajectory=trajectory)
+    if fov_deg is not None:
+        lift = replace(lift, fov_deg=fov_deg)
+    return replace(config, lift=lift, twod=replace(config.twod, backend=backend) if backend else config.twod,
+                   weights_dir=str(weights_dir) if weights_dir else config.weights_dir, device=device or config.device,
+                   render=replace(config.render, layout=layout) if layout else config.render)
+
+
 @dataclass(frozen=True)
 class Progress:
     """A progress report: ``stage`` ('2d', 'lift', 'render', 'export'), units done/total (frames or tracks)."""

@@ -25,26 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _machine import device_name  # noqa: E402
 from pipeline.config import LifterConfig  # noqa: E402
 from pipeline.lift import TemporalModel, default_weights, infer, load_checkpoint  # noqa: E402
 
 ARCHS = {27: (3, 3, 3), 81: (3, 3, 3, 3), 243: (3, 3, 3, 3, 3)}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    return f"{cpu_name()} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"
 
 
 def time_infer(model: TemporalModel, keypoints: np.ndarray, flip: bool, device: str, chunk: int,

@@ -30,21 +30,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _machine import cpu_name  # noqa: E402
 from pipeline.keypoints_mmpose import MMPoseConfig, MMPoseEstimator  # noqa: E402
 
-VIDEOS = Path("/work/shared/data/videos")
+VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 PREFERRED = ("two_kids_jumping_sam2.mp4", "running_track_phalp.mp4", "dance_aerobics_romp.mp4")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_frame(videos: Path) -> tuple[np.ndarray, str]:

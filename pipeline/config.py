@@ -224,6 +224,9 @@ class TrainConfig:
         batch_size: Windows per optimisation step.
         lr: Initial learning rate (AMSGrad, as VideoPose3D).
         lr_decay: Multiplicative learning-rate decay per epoch.
+        anneal_epoch: From this epoch on the rate decays by ``anneal_decay`` per epoch instead (a final
+            anneal); None keeps ``lr_decay`` throughout.
+        anneal_decay: Per-epoch decay from ``anneal_epoch`` on.
         bn_momentum: (start, end) batch-norm momentum, decayed exponentially over the epochs.
         seed: Random seed.
         lifter, camera, augment, loss: Sub-configurations.
@@ -239,6 +242,8 @@ class TrainConfig:
     batch_size: int = 1024
     lr: float = 1e-3
     lr_decay: float = 0.95
+    anneal_epoch: int | None = None
+    anneal_decay: float = 1.0
     bn_momentum: tuple[float, float] = (0.1, 0.001)
     seed: int = 0
     lifter: LifterConfig = field(default_factory=LifterConfig)
@@ -246,6 +251,13 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     semi: SemiSupervisedConfig = field(default_factory=SemiSupervisedConfig)
+
+    def learning_rate(self, epoch: int) -> float:
+        """The learning rate of an epoch: ``lr * lr_decay^epoch``, then ``anneal_decay`` per epoch after
+        ``anneal_epoch``."""
+        if self.anneal_epoch is None or epoch <= self.anneal_epoch:
+            return self.lr * self.lr_decay ** epoch
+        return self.lr * self.lr_decay ** self.anneal_epoch * self.anneal_decay ** (epoch - self.anneal_epoch)
 
 
 def _closest(key: str, valid: list[str]) -> str:

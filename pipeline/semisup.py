@@ -132,7 +132,7 @@ def train_semi(config: TrainConfig, out_dir: str | Path, split, device: str = "c
     steps = max(1, config.samples_per_epoch // config.batch_size)
     for epoch in range(config.epochs):
         gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        lr = config.lr * config.lr_decay ** epoch
+        lr = config.learning_rate(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
         nets.pose.train(), nets.trajectory.train()

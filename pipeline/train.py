@@ -197,7 +197,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
     mom0, mom1 = config.bn_momentum
     for epoch in range(start, config.epochs):
         gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        lr = config.lr * config.lr_decay ** epoch
+        lr = config.learning_rate(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.set_bn_momentum(mom0 * (mom1 / mom0) ** (epoch / max(1, config.epochs - 1)))

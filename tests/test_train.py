@@ -144,3 +144,13 @@ def test_load_dataset_from_a_manifest_file(tmp_path):
     (tmp_path / "m.tsv").write_text("\n".join([rows[0], *absolute]) + "\n")
     motions = load_dataset(tmp_path / "m.tsv", fps=50.0, cache_dir=tmp_path / "cache")
     assert {m.subject for m in motions} == {"8"} and len(motions) == 2
+
+
+def test_learning_rate_schedule_with_a_final_anneal():
+    from pipeline.config import TrainConfig
+
+    plain = TrainConfig(lr=1e-3, lr_decay=0.5)
+    assert plain.learning_rate(0) == 1e-3 and plain.learning_rate(3) == pytest.approx(1.25e-4)
+    annealed = TrainConfig(lr=1e-3, lr_decay=0.5, anneal_epoch=2, anneal_decay=0.1)
+    assert [annealed.learning_rate(e) for e in range(3)] == [plain.learning_rate(e) for e in range(3)]
+    assert annealed.learning_rate(4) == pytest.approx(2.5e-4 * 0.01)

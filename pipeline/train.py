@@ -193,25 +193,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
     last, best_path = out / "last.pt", out / "best.pt"
     if resume and last.exists():
         start, best = _resume_state(last, config, model, optimizer)
-    steps = max(1, config.samples_per_epoch // config.batch_size)
-    mom0, mom1 = config.bn_momentum
     for epoch in range(start, config.epochs):
-        gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        lr = config.learning_rate(epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        model.set_bn_momentum(mom0 * (mom1 / mom0) ** (epoch / max(1, config.epochs - 1)))
-        model.train()
-        t0 = time.perf_counter()
-        for step in range(steps):
-            x, y = objective.batch(config.batch_size, gen)
-            total, error = objective.loss(model, x.to(device), y.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            if progress:
-                rate = (step + 1) * config.batch_size / (time.perf_counter() - t0)
-                progress(TrainProgress(epoch, config.epochs, step, steps, total.item(), error.item() * 1000, lr, rate))
+        total, error = _train_epoch(model, optimizer, objective, epoch, device, progress)
         val = validate(model, val_batch, device, objective if objective.trajectory else None)
         state = {"epoch": epoch, "best_val": min(best, val), "optimizer": optimizer.state_dict(),
                  "config": to_dict(config)}
@@ -221,6 +204,35 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
             save_checkpoint(best_path, model, train_fps=config.fps,
                             extra={"epoch": epoch, "val_mpjpe_mm": val, "config": to_dict(config)})
         if progress:
-            progress(TrainProgress(epoch, config.epochs, steps - 1, steps, total.item(), error.item() * 1000, lr, 0.0,
-                                   val_mpjpe_mm=val))
+            steps = max(1, config.samples_per_epoch // config.batch_size)
+            progress(TrainProgress(epoch, config.epochs, steps - 1, steps, total, error, config.learning_rate(epoch),
+                                   0.0, val_mpjpe_mm=val))
     return TrainResult(best_path, last, best, config.epochs - start)
+
+
+def _train_epoch(model: TemporalModel, optimizer, objective: Objective, epoch: int, device: str,
+                 progress: Callable[[TrainProgress], None] | None) -> tuple[float, float]:
+    """One epoch of steps at the epoch's learning rate and batch-norm momentum.
+
+    Returns:
+        (last step's loss, its mean position error in mm).
+    """
+    config = objective.config
+    gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)  # epoch-seeded: resuming repeats nothing
+    lr = config.learning_rate(epoch)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    mom0, mom1 = config.bn_momentum
+    model.set_bn_momentum(mom0 * (mom1 / mom0) ** (epoch / max(1, config.epochs - 1)))
+    model.train()
+    steps, t0 = max(1, config.samples_per_epoch // config.batch_size), time.perf_counter()
+    for step in range(steps):
+        x, y = objective.batch(config.batch_size, gen)
+        total, error = objective.loss(model, x.to(device), y.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        if progress:
+            rate = (step + 1) * config.batch_size / (time.perf_counter() - t0)
+            progress(TrainProgress(epoch, config.epochs, step, steps, total.item(), error.item() * 1000, lr, rate))
+    return total.item(), error.item() * 1000

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import json
 import sys
 import time
 from pathlib import Path
@@ -103,105 +102,61 @@ def _lifter_config(arch: Optional[str], channels: int, causal: bool):
 
 @app.command()
 @handle_errors
-def train(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training YAML (configs/train.yaml)."),
-    data: Optional[str] = typer.Option(None, help="Mocap folder (MANIFEST.tsv or .bvh/.amc files)."),
-    out: Path = typer.Option(Path("runs/lifter"), help="Folder for last.pt / best.pt."),
-    epochs: Optional[int] = typer.Option(None, help="Override the config's epochs."),
-    resume: bool = typer.Option(True, help="Continue from OUT/last.pt when it exists."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+def run(
+    video: Path = typer.Argument(..., help="Input video (mp4/mov/avi/mkv/webm...)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Rendered MP4 (H.264 + the input's audio)."),
+    export: list[Path] = typer.Option([], "--export", "-e", help="Data file(s): .json, .npz or .csv (repeatable)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run YAML (configs/run.yaml)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (overrides the config)."),
+    backend: Optional[str] = typer.Option(
+        None, help="2D backend: auto (YOLO + mmpose when their weights are present or downloadable, else "
+                   "MediaPipe), yolo-mmpose, or mediapipe (bundled, offline). Default: the config's (auto)."),
+    layout: Optional[str] = typer.Option(None, help="side (video | 3D view), pip (3D inset) or overlay."),
+    weights: Optional[Path] = typer.Option(None, help="Lifter checkpoint (default: the shipped weights)."),
+    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", envvar="POSE3D_WEIGHTS_DIR",
+                                               help="Folder of the YOLO / mmpose weight files."),
+    pose_bank: Optional[str] = typer.Option(None, "--pose-bank", help=_POSE_BANK_HELP + " Default: the config's (off)."),
+    trajectory: Optional[bool] = typer.Option(None, help=_TRAJECTORY_HELP + " Default: the config's."),
+    fov: Optional[float] = typer.Option(None, help=_FOV_HELP),
 ) -> None:
-    """Train the 2D->3D lifter on mocap projected through random virtual cameras."""
-    from pipeline.config import TrainConfig, load_config
-    from pipeline.lift import resolve_device
-    from pipeline.train import load_split, train as run_training
+    """Video in; tracked 2D skeletons drawn on it, 3D skeletons beside it, and the data exported."""
+    from dataclasses import replace
 
-    cfg = load_config(TrainConfig, config, {"data": data, "epochs": epochs})
-    dev = resolve_device(device)
+    from pipeline.errors import ConfigError
+    from pipeline.run import load_run_config, run_video, with_choices
+    from pipeline.twod import resolve_backend
+
+    if out is None and not export:
+        raise ConfigError("nothing to write: give --out OUT.mp4 and/or --export FILE")
+    cfg = with_choices(load_run_config(config), backend=backend, weights_dir=weights_dir, device=device,
+                       weights=weights, layout=layout, pose_bank=pose_bank, trajectory=trajectory, fov_deg=fov)
+    t0 = time.perf_counter()
     with _progress() as bar:
-        task = bar.add_task("reading mocap", total=None, info="")
-        split = load_split(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
-        bar.update(task, info=f"train {len(split.train)} / val {len(split.val)} / test {len(split.test)} motions")
-        epoch_task = bar.add_task("epochs", total=cfg.epochs, info="")
-        step_task = bar.add_task("steps", total=None, info="")
+        task = bar.add_task("weights", total=None, info="", visible=False)
+        twod, notice = resolve_backend(cfg.twod, cfg.weights_dir, cfg.fetch_weights, lambda name, done, total: bar.update(
+            task, description=f"download {name}", completed=done, total=total, visible=True))
+    if notice:
+        console.print(notice, highlight=False, markup=False)
+    cfg = replace(cfg, twod=twod)
+    with _native_logs_muted() as screen, _progress(screen) as bar:
+        tasks: dict[str, int] = {}
+        names = {"2d": "2D people + keypoints", "lift": "lift to 3D", "render": "render + encode", "export": "export"}
 
         def report(p):
-            if p.val_mpjpe_mm is not None:
-                bar.update(epoch_task, completed=p.epoch + 1, info=f"val MPJPE {p.val_mpjpe_mm:.1f} mm")
-                if not console.is_terminal:  # logs (nohup, CI) get one line per epoch instead of live bars
-                    console.log(f"epoch {p.epoch + 1}/{p.epochs}: train MPJPE {p.mpjpe_mm:.1f} mm, "
-                                f"val MPJPE {p.val_mpjpe_mm:.1f} mm, lr {p.lr:.2e}")
-                return
-            bar.update(epoch_task, completed=p.epoch)
-            bar.update(step_task, completed=p.step + 1, total=p.steps,
-                       info=f"loss {p.loss:.4f}  MPJPE {p.mpjpe_mm:.1f} mm  lr {p.lr:.2e}  {p.samples_per_s:.0f}/s")
+            if p.stage not in tasks:
+                tasks[p.stage] = bar.add_task(names.get(p.stage, p.stage), total=p.total or None, info="")
+            task = bar.tasks[tasks[p.stage]]
+            rate = p.done / task.elapsed if task.elapsed else 0.0
+            unit = "tracks" if p.stage in ("lift", "export") else "fps"
+            bar.update(tasks[p.stage], completed=p.done, total=max(p.total, p.done) or None,
+                       info=f"{rate:.1f} {unit}" if unit == "fps" else "")
 
-        result = run_training(cfg, out, split=split, resume=resume, device=dev, progress=report)
-    console.print(f"best validation MPJPE {result.best_val_mpjpe_mm:.1f} mm (exact 2D); "
-                  f"checkpoints: {result.best}, {result.last}")
-
-
-def _evaluate_trajectory(lifter, clips, cfg, segment: int, seed: int, json_out: Optional[Path], progress) -> None:
-    """``pose3d evaluate`` for a trajectory checkpoint: pelvis position error on the held-out subjects."""
-    from dataclasses import asdict
-
-    from pipeline.trajectory import evaluate_trajectory
-
-    r = evaluate_trajectory(lifter.model, clips, cfg.camera, segment_frames=segment, seed=seed,
-                            device=lifter.device, progress=progress)
-    lines = ["| 2D | pelvis position error (mm) | depth error (mm) | error / distance |", "|---|---:|---:|---:|"]
-    lines += [f"| {p} | {r.position_mm[p]:.0f} | {r.depth_mm[p]:.0f} | {100 * r.relative[p]:.1f}% |" for p in r.position_mm]
-    typer.echo("\n".join(lines))
-    typer.echo(f"\nsubjects {', '.join(cfg.test_subjects)}; {r.segments} camera segments, {r.frames} frames; "
-               "camera frame, true intrinsics")
-    if json_out:
-        json_out.write_text(json.dumps(asdict(r), indent=2))
-
-
-@app.command()
-@handle_errors
-def evaluate(
-    weights: Optional[Path] = typer.Option(None, help="Lifter checkpoint (default: the shipped weights)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training YAML: data, split, cameras."),
-    data: Optional[str] = typer.Option(None, help="Mocap folder."),
-    subjects: Optional[str] = typer.Option(None, help="Comma-separated subjects (default: the config's test subjects)."),
-    all_joints: bool = typer.Option(False, help="Average over all 17 joints instead of the 13 limb joints."),
-    segment: int = typer.Option(250, help="Frames per random-camera segment."),
-    seed: int = typer.Option(0, help="Seed of cameras and 2D noise."),
-    centred: bool = typer.Option(False, help="Keep the subject at the image centre (no off-centre camera pans)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-) -> None:
-    """Report MPJPE / P-MPJPE / N-MPJPE / MPJVE (mm) on held-out subjects, per action and overall."""
-    from dataclasses import asdict, replace
-
-    from pipeline.config import TrainConfig, load_config
-    from pipeline.evaluate import evaluate as run_eval, format_report
-    from pipeline.lift import Lifter
-    from pipeline.skeleton import H36M_LIMB_JOINTS
-    from pipeline.train import load_split
-
-    cfg = load_config(TrainConfig, config, {"data": data})
-    if subjects:
-        cfg = replace(cfg, test_subjects=tuple(s.strip() for s in subjects.split(",")))
-    lifter = Lifter.load(weights, device)
-    cfg = replace(cfg, fps=lifter.train_fps, camera=replace(cfg.camera, off_centre=not centred))
-    with _progress() as bar:
-        task = bar.add_task("reading mocap", total=None, info="")
-        split = load_split(cfg, progress=lambda d, t: bar.update(task, completed=d, total=t))
-        task = bar.add_task("evaluating", total=None, info=f"subjects {','.join(cfg.test_subjects)}")
-        if lifter.model.config.target == "trajectory":
-            _evaluate_trajectory(lifter, split.test, cfg, segment, seed, json_out,
-                                 lambda d, t: bar.update(task, completed=d, total=t))
-            return
-        report = run_eval(lifter.model, split.test, cfg.camera, segment_frames=segment, seed=seed,
-                          joints=tuple(range(17)) if all_joints else H36M_LIMB_JOINTS, device=lifter.device,
-                          progress=lambda d, t: bar.update(task, completed=d, total=t))
-    typer.echo(format_report(report))
-    typer.echo(f"\nsubjects {', '.join(report.subjects)}; {report.segments} camera segments; "
-               f"{'all 17' if all_joints else '13 limb'} joints; MPJVE in mm/frame at {lifter.train_fps:g} Hz")
-    if json_out:
-        json_out.write_text(json.dumps(asdict(report), indent=2))
+        result = run_video(video, out, cfg, export, progress=report)
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    outputs = [str(p) for p in ([result.output] if result.output else []) + result.exports]
+    console.print(f"{result.frames} frames ({result.video.width}x{result.video.height}, {result.video.fps:.2f} fps), "
+                  f"{len(result.tracks)} {'person' if len(result.tracks) == 1 else 'people'} tracked ({result.backend}); {stages}; total {time.perf_counter() - t0:.1f} s. "
+                  f"Wrote {', '.join(outputs)}.", highlight=False)
 
 
 @app.command()
@@ -282,65 +237,6 @@ def project(
 
 @app.command()
 @handle_errors
-def run(
-    video: Path = typer.Argument(..., help="Input video (mp4/mov/avi/mkv/webm...)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Rendered MP4 (H.264 + the input's audio)."),
-    export: list[Path] = typer.Option([], "--export", "-e", help="Data file(s): .json, .npz or .csv (repeatable)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run YAML (configs/run.yaml)."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (overrides the config)."),
-    backend: Optional[str] = typer.Option(
-        None, help="2D backend: auto (YOLO + mmpose when their weights are present or downloadable, else "
-                   "MediaPipe), yolo-mmpose, or mediapipe (bundled, offline). Default: the config's (auto)."),
-    layout: Optional[str] = typer.Option(None, help="side (video | 3D view), pip (3D inset) or overlay."),
-    weights: Optional[Path] = typer.Option(None, help="Lifter checkpoint (default: the shipped weights)."),
-    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", envvar="POSE3D_WEIGHTS_DIR",
-                                               help="Folder of the YOLO / mmpose weight files."),
-    pose_bank: Optional[str] = typer.Option(None, "--pose-bank", help=_POSE_BANK_HELP + " Default: the config's (off)."),
-    trajectory: Optional[bool] = typer.Option(None, help=_TRAJECTORY_HELP + " Default: the config's."),
-    fov: Optional[float] = typer.Option(None, help=_FOV_HELP),
-) -> None:
-    """Video in; tracked 2D skeletons drawn on it, 3D skeletons beside it, and the data exported."""
-    from dataclasses import replace
-
-    from pipeline.errors import ConfigError
-    from pipeline.run import load_run_config, run_video, with_choices
-    from pipeline.twod import resolve_backend
-
-    if out is None and not export:
-        raise ConfigError("nothing to write: give --out OUT.mp4 and/or --export FILE")
-    cfg = with_choices(load_run_config(config), backend=backend, weights_dir=weights_dir, device=device,
-                       weights=weights, layout=layout, pose_bank=pose_bank, trajectory=trajectory, fov_deg=fov)
-    t0 = time.perf_counter()
-    with _progress() as bar:
-        task = bar.add_task("weights", total=None, info="", visible=False)
-        twod, notice = resolve_backend(cfg.twod, cfg.weights_dir, cfg.fetch_weights, lambda name, done, total: bar.update(
-            task, description=f"download {name}", completed=done, total=total, visible=True))
-    if notice:
-        console.print(notice, highlight=False, markup=False)
-    cfg = replace(cfg, twod=twod)
-    with _native_logs_muted() as screen, _progress(screen) as bar:
-        tasks: dict[str, int] = {}
-        names = {"2d": "2D people + keypoints", "lift": "lift to 3D", "render": "render + encode", "export": "export"}
-
-        def report(p):
-            if p.stage not in tasks:
-                tasks[p.stage] = bar.add_task(names.get(p.stage, p.stage), total=p.total or None, info="")
-            task = bar.tasks[tasks[p.stage]]
-            rate = p.done / task.elapsed if task.elapsed else 0.0
-            unit = "tracks" if p.stage in ("lift", "export") else "fps"
-            bar.update(tasks[p.stage], completed=p.done, total=max(p.total, p.done) or None,
-                       info=f"{rate:.1f} {unit}" if unit == "fps" else "")
-
-        result = run_video(video, out, cfg, export, progress=report)
-    stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
-    outputs = [str(p) for p in ([result.output] if result.output else []) + result.exports]
-    console.print(f"{result.frames} frames ({result.video.width}x{result.video.height}, {result.video.fps:.2f} fps), "
-                  f"{len(result.tracks)} {'person' if len(result.tracks) == 1 else 'people'} tracked ({result.backend}); {stages}; total {time.perf_counter() - t0:.1f} s. "
-                  f"Wrote {', '.join(outputs)}.", highlight=False)
-
-
-@app.command()
-@handle_errors
 def synth(
     mocap: Path = typer.Argument(..., help="Mocap file (.bvh, .amc; gzipped or plain)."),
     out: Path = typer.Option(..., "--out", "-o", help="Rendered clip (.mp4, H.264)."),
@@ -402,6 +298,11 @@ def evaluate_video(
         rows = evaluate_videos(sliced, lifter, synth=SynthConfig(seed=seed),
                                progress=lambda d, t: bar.update(task, completed=d))
     typer.echo(format_rows(rows))
+
+from pipeline.cli_train import evaluate, train  # noqa: E402 -- training and evaluation on mocap
+
+app.command()(handle_errors(train))
+app.command()(handle_errors(evaluate))
 
 from pipeline.cli_weights import weights_app  # noqa: E402 -- mounted after the commands it sits beside
 

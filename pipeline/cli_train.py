@@ -1,0 +1,114 @@
+"""``pose3d train`` and ``pose3d evaluate``: fit a lifter (or trajectory model) on mocap and measure it.
+
+Mounted on the main app by :mod:`pipeline.cli`, which wraps each command in its ``handle_errors``; the
+progress helpers are looked up from there at call time because that module imports this one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training YAML (configs/train.yaml)."),
+    data: Optional[str] = typer.Option(None, help="Mocap folder (MANIFEST.tsv or .bvh/.amc files)."),
+    out: Path = typer.Option(Path("runs/lifter"), help="Folder for last.pt / best.pt."),
+    epochs: Optional[int] = typer.Option(None, help="Override the config's epochs."),
+    resume: bool = typer.Option(True, help="Continue from OUT/last.pt when it exists."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """Train the 2D->3D lifter on mocap projected through random virtual cameras."""
+    from pipeline.cli import _progress, console
+    from pipeline.config import TrainConfig, load_config
+    from pipeline.lift import resolve_device
+    from pipeline.train import load_split, train as run_training
+
+    cfg = load_config(TrainConfig, config, {"data": data, "epochs": epochs})
+    dev = resolve_device(device)
+    with _progress() as bar:
+        task = bar.add_task("reading mocap", total=None, info="")
+        split = load_split(cfg, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        bar.update(task, info=f"train {len(split.train)} / val {len(split.val)} / test {len(split.test)} motions")
+        epoch_task = bar.add_task("epochs", total=cfg.epochs, info="")
+        step_task = bar.add_task("steps", total=None, info="")
+
+        def report(p):
+            if p.val_mpjpe_mm is not None:
+                bar.update(epoch_task, completed=p.epoch + 1, info=f"val MPJPE {p.val_mpjpe_mm:.1f} mm")
+                if not console.is_terminal:  # logs (nohup, CI) get one line per epoch instead of live bars
+                    console.log(f"epoch {p.epoch + 1}/{p.epochs}: train MPJPE {p.mpjpe_mm:.1f} mm, "
+                                f"val MPJPE {p.val_mpjpe_mm:.1f} mm, lr {p.lr:.2e}")
+                return
+            bar.update(epoch_task, completed=p.epoch)
+            bar.update(step_task, completed=p.step + 1, total=p.steps,
+                       info=f"loss {p.loss:.4f}  MPJPE {p.mpjpe_mm:.1f} mm  lr {p.lr:.2e}  {p.samples_per_s:.0f}/s")
+
+        result = run_training(cfg, out, split=split, resume=resume, device=dev, progress=report)
+    console.print(f"best validation MPJPE {result.best_val_mpjpe_mm:.1f} mm (exact 2D); "
+                  f"checkpoints: {result.best}, {result.last}")
+
+
+def _evaluate_trajectory(lifter, clips, cfg, segment: int, seed: int, json_out: Optional[Path], progress) -> None:
+    """``pose3d evaluate`` for a trajectory checkpoint: pelvis position error on the held-out subjects."""
+    from dataclasses import asdict
+
+    from pipeline.trajectory import evaluate_trajectory
+
+    r = evaluate_trajectory(lifter.model, clips, cfg.camera, segment_frames=segment, seed=seed,
+                            device=lifter.device, progress=progress)
+    lines = ["| 2D | pelvis position error (mm) | depth error (mm) | error / distance |", "|---|---:|---:|---:|"]
+    lines += [f"| {p} | {r.position_mm[p]:.0f} | {r.depth_mm[p]:.0f} | {100 * r.relative[p]:.1f}% |" for p in r.position_mm]
+    typer.echo("\n".join(lines))
+    typer.echo(f"\nsubjects {', '.join(cfg.test_subjects)}; {r.segments} camera segments, {r.frames} frames; "
+               "camera frame, true intrinsics")
+    if json_out:
+        json_out.write_text(json.dumps(asdict(r), indent=2))
+
+
+def evaluate(
+    weights: Optional[Path] = typer.Option(None, help="Lifter checkpoint (default: the shipped weights)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training YAML: data, split, cameras."),
+    data: Optional[str] = typer.Option(None, help="Mocap folder."),
+    subjects: Optional[str] = typer.Option(None, help="Comma-separated subjects (default: the config's test subjects)."),
+    all_joints: bool = typer.Option(False, help="Average over all 17 joints instead of the 13 limb joints."),
+    segment: int = typer.Option(250, help="Frames per random-camera segment."),
+    seed: int = typer.Option(0, help="Seed of cameras and 2D noise."),
+    centred: bool = typer.Option(False, help="Keep the subject at the image centre (no off-centre camera pans)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """Report MPJPE / P-MPJPE / N-MPJPE / MPJVE (mm) on held-out subjects, per action and overall."""
+    from pipeline.cli import _progress
+    from dataclasses import asdict, replace
+
+    from pipeline.config import TrainConfig, load_config
+    from pipeline.evaluate import evaluate as run_eval, format_report
+    from pipeline.lift import Lifter
+    from pipeline.skeleton import H36M_LIMB_JOINTS
+    from pipeline.train import load_split
+
+    cfg = load_config(TrainConfig, config, {"data": data})
+    if subjects:
+        cfg = replace(cfg, test_subjects=tuple(s.strip() for s in subjects.split(",")))
+    lifter = Lifter.load(weights, device)
+    cfg = replace(cfg, fps=lifter.train_fps, camera=replace(cfg.camera, off_centre=not centred))
+    with _progress() as bar:
+        task = bar.add_task("reading mocap", total=None, info="")
+        split = load_split(cfg, progress=lambda d, t: bar.update(task, completed=d, total=t))
+        task = bar.add_task("evaluating", total=None, info=f"subjects {','.join(cfg.test_subjects)}")
+        if lifter.model.config.target == "trajectory":
+            _evaluate_trajectory(lifter, split.test, cfg, segment, seed, json_out,
+                                 lambda d, t: bar.update(task, completed=d, total=t))
+            return
+        report = run_eval(lifter.model, split.test, cfg.camera, segment_frames=segment, seed=seed,
+                          joints=tuple(range(17)) if all_joints else H36M_LIMB_JOINTS, device=lifter.device,
+                          progress=lambda d, t: bar.update(task, completed=d, total=t))
+    typer.echo(format_report(report))
+    typer.echo(f"\nsubjects {', '.join(report.subjects)}; {report.segments} camera segments; "
+               f"{'all 17' if all_joints else '13 limb'} joints; MPJVE in mm/frame at {lifter.train_fps:g} Hz")
+    if json_out:
+        json_out.write_text(json.dumps(asdict(report), indent=2))

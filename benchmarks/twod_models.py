@@ -80,21 +80,11 @@ def median_ms(call, repeats: int, device: str) -> float:
 
 
 def time_yolo(frame: np.ndarray, device: str, repeats: int) -> float:
-    """YOLO11n (untrained, from yolo11n.yaml) per-frame ms at 640 px."""
-    threads = torch.get_num_threads()
-    os.environ.setdefault("YOLO_OFFLINE", "1")  # no network probes
-    from ultralytics import YOLO
+    """YOLO11n (untrained, from yolo11n.yaml) per-frame ms at 640 px, through the pipeline's own detector."""
+    from pipeline.detect import DetectorConfig, YoloDetector
 
-    model = YOLO("yolo11n.yaml")
-
-    def call() -> None:
-        model.predict(frame, imgsz=640, device=device, verbose=False)
-        torch.set_num_threads(threads)  # its predictor resets torch's threads to cores - 1
-
-    try:
-        return median_ms(call, repeats, device)
-    finally:
-        torch.set_num_threads(threads)
+    detector = YoloDetector(DetectorConfig(model="yolo11n.yaml", conf=0.0), device=device)
+    return median_ms(lambda: detector.detect(frame), repeats, device)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ def train(
     out: Path = typer.Option(Path("runs/lifter"), help="Folder for last.pt / best.pt."),
     epochs: Optional[int] = typer.Option(None, help="Override the config's epochs."),
     resume: bool = typer.Option(True, help="Continue from OUT/last.pt when it exists."),
+    init: Optional[Path] = typer.Option(None, help="Start from these weights (fine-tuning; same architecture)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
     """Train the 2D->3D lifter on mocap projected through random virtual cameras."""
@@ -27,7 +28,7 @@ def train(
     from pipeline.lift import resolve_device
     from pipeline.train import load_split, train as run_training
 
-    cfg = load_config(TrainConfig, config, {"data": data, "epochs": epochs})
+    cfg = load_config(TrainConfig, config, {"data": data, "epochs": epochs, "init": str(init) if init else None})
     dev = resolve_device(device)
     with _progress() as bar:
         task = bar.add_task("reading mocap", total=None, info="")

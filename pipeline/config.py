@@ -229,6 +229,8 @@ class TrainConfig:
         anneal_decay: Per-epoch decay from ``anneal_epoch`` on.
         bn_momentum: (start, end) batch-norm momentum, decayed exponentially over the epochs.
         seed: Random seed.
+        init: Checkpoint whose weights start the run (fine-tuning); its stored architecture must equal
+            ``lifter``. None starts from random weights. Ignored when resuming from ``last.pt``.
         lifter, camera, augment, loss: Sub-configurations.
         semi: Semi-supervised back-projection (paper 002); off by default.
     """
@@ -246,6 +248,7 @@ class TrainConfig:
     anneal_decay: float = 1.0
     bn_momentum: tuple[float, float] = (0.1, 0.001)
     seed: int = 0
+    init: str | None = None
     lifter: LifterConfig = field(default_factory=LifterConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

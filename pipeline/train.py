@@ -193,6 +193,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
     last, best_path = out / "last.pt", out / "best.pt"
     if resume and last.exists():
         start, best = _resume_state(last, config, model, optimizer)
+    elif config.init:
+        model.load_state_dict(load_checkpoint(config.init, config.lifter)[0].state_dict())
     for epoch in range(start, config.epochs):
         total, error = _train_epoch(model, optimizer, objective, epoch, device, progress)
         val = validate(model, val_batch, device, objective if objective.trajectory else None)

@@ -61,6 +61,19 @@ def test_resume_continues_where_it_stopped(tmp_path):
     assert meta["extra"]["train_state"]["epoch"] == 2
 
 
+def test_init_starts_from_a_checkpoint_and_checks_its_architecture(tmp_path):
+    from pipeline.errors import ModelError
+
+    first = train(_tiny(epochs=3), tmp_path / "a", split=SPLIT)
+    start = train(_tiny(epochs=1), tmp_path / "b", split=SPLIT).best_val_mpjpe_mm
+    tuned = train(_tiny(epochs=1, lr=1e-4, init=str(first.best)), tmp_path / "c", split=SPLIT)
+    # One epoch from the 3-epoch weights is far better than one epoch from scratch.
+    assert tuned.best_val_mpjpe_mm < 0.9 * start
+    with pytest.raises(ModelError, match="differs"):
+        train(_tiny(epochs=1, init=str(first.best), lifter=LifterConfig(filter_widths=(3, 3), channels=16)),
+              tmp_path / "d", split=SPLIT)
+
+
 def test_temporal_loss_terms_train(tmp_path):
     cfg = _tiny(epochs=1, loss=LossConfig(velocity=2.0, acceleration=10.0, limb_length=1.5, frames=3))
     seen = []

@@ -319,12 +319,17 @@ def test_ablation_configs_differ_only_in_their_method():
     train_yaml = load_config(TrainConfig, ABLATION.parent / "train.yaml")
     assert (base.test_subjects, base.val_subjects) == (train_yaml.test_subjects, train_yaml.val_subjects)
     assert base.augment.rate_prob == 0.0 and base.augment.evolve.fraction == 0.0 and base.loss.bone == 0.0
+    schedule = {k: getattr(base, k) for k in ("epochs", "samples_per_epoch", "lr_decay")}
     off = {"multirate": lambda c: replace(c, augment=replace(c.augment, rate_prob=0.0, rate_intervals=(1, 3, 5, 7))),
            "evolve": lambda c: replace(c, augment=replace(c.augment, evolve=EvolveConfig())),
            "boneloss": lambda c: replace(c, loss=replace(c.loss, bone=0.0)),
            "causal": lambda c: replace(c, lifter=replace(c.lifter, causal=False)),
-           "semisup": lambda c: replace(c, semi=SemiSupervisedConfig()),
-           "supervised_14": lambda c: replace(c, semi=SemiSupervisedConfig())}
+           "semisup": lambda c: replace(c, semi=SemiSupervisedConfig(), **schedule),
+           "supervised_14": lambda c: replace(c, semi=SemiSupervisedConfig(), **schedule)}
     for name, reset in off.items():
         assert configs[name] != base, name
         assert to_dict(reset(configs[name])) == to_dict(base), name
+    # The semi-supervised pair shares a shorter schedule and differs from each other only in the unlabelled terms.
+    semi, supervised = configs["semisup"], configs["supervised_14"]
+    assert semi.semi.unlabeled_weight > 0 and supervised.semi.unlabeled_weight == 0 == supervised.semi.bone_weight
+    assert replace(semi, semi=replace(semi.semi, unlabeled_weight=0.0, bone_weight=0.0)) == supervised

@@ -139,6 +139,9 @@ class AugmentConfig:
             s-th frame, s drawn uniformly from the entries above 1 (entries equal to 1 are ignored).
         rate_prob: Share of the windows that are multi-rate; the other windows keep the original rate.
         evolve: Evolutionary pose augmentation (paper 004); off by default.
+        torso_from_limbs: Rebuild the 2D pelvis, spine and thorax from the hips and shoulders, as
+            :func:`pipeline.keypoints.coco_to_h36m` does for a 2D model's COCO-17 keypoints, so the lifter
+            trains on the torso it is given at run time rather than the mocap's own.
     """
 
     flip: float = 0.5
@@ -151,6 +154,7 @@ class AugmentConfig:
     rate_intervals: tuple[int, ...] = (1, 3, 5, 7)
     rate_prob: float = 0.0
     evolve: EvolveConfig = field(default_factory=EvolveConfig)
+    torso_from_limbs: bool = False
 
     def __post_init__(self) -> None:
         if any(s < 1 for s in self.rate_intervals) or not 0.0 <= self.rate_prob <= 1.0:

@@ -60,6 +60,25 @@ def rescale_bones(joints: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return from_bones(joints[:, :, 0], bone_vectors(joints) * scale[:, None, :, None])
 
 
+def torso_from_limbs(uv: torch.Tensor) -> torch.Tensor:
+    """Replace the H36M-17 pelvis, spine and thorax by the ones pose3d derives from COCO-17 keypoints.
+
+    A 2D model gives hips and shoulders, not the mocap's neck base or spine; :func:`pipeline.keypoints.
+    coco_to_h36m` builds pelvis = mid-hips, thorax = mid-shoulders and spine = their midpoint.
+
+    Args:
+        uv: (..., 17, 2) H36M-17 keypoints, any units.
+
+    Returns:
+        (..., 17, 2) with joints 0 (pelvis), 7 (spine) and 8 (thorax) rebuilt.
+    """
+    out = uv.clone()
+    out[..., 0, :] = (uv[..., 1, :] + uv[..., 4, :]) / 2
+    out[..., 8, :] = (uv[..., 11, :] + uv[..., 14, :]) / 2
+    out[..., 7, :] = (out[..., 0, :] + out[..., 8, :]) / 2
+    return out
+
+
 def corrupt_2d(uv: torch.Tensor, config: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
     """Make exact 2D keypoints look like a single-image detector's.
 
@@ -173,6 +192,8 @@ class PoseWindows:
         cam3d = torch.where(flip[:, None, None, None], mirrored, cam3d)
         if noisy:
             uv = corrupt_2d(uv, aug, gen)
+        if aug.torso_from_limbs:
+            uv = torso_from_limbs(uv)
         return FilmedWindows(uv, cam3d, cams.focal, cams.center, cams.size)
 
     @property

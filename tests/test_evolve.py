@@ -312,7 +312,8 @@ def test_evolve_config_from_yaml_and_its_checks(tmp_path):
 
 def test_ablation_configs_differ_only_in_their_method():
     configs = {p.stem: load_config(TrainConfig, p) for p in sorted(ABLATION.glob("*.yaml"))}
-    assert set(configs) == {"baseline", "multirate", "evolve", "boneloss", "causal", "semisup", "supervised_14"}
+    assert set(configs) == {"baseline", "multirate", "evolve", "boneloss", "causal", "coco_torso", "semisup",
+                            "supervised_14"}
     base = configs["baseline"]
     assert base.epochs == 8 and base.samples_per_epoch == 200_000 and base.lifter.receptive_field == 27
     assert base.lifter.channels == 512 and base.lifter.input_norm == "pelvis_scale_pos"
@@ -324,6 +325,7 @@ def test_ablation_configs_differ_only_in_their_method():
            "evolve": lambda c: replace(c, augment=replace(c.augment, evolve=EvolveConfig())),
            "boneloss": lambda c: replace(c, loss=replace(c.loss, bone=0.0)),
            "causal": lambda c: replace(c, lifter=replace(c.lifter, causal=False)),
+           "coco_torso": lambda c: replace(c, augment=replace(c.augment, torso_from_limbs=False)),
            "semisup": lambda c: replace(c, semi=SemiSupervisedConfig(), **schedule),
            "supervised_14": lambda c: replace(c, semi=SemiSupervisedConfig(), **schedule)}
     for name, reset in off.items():

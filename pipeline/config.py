@@ -234,7 +234,8 @@ class TrainConfig:
         bn_momentum: (start, end) batch-norm momentum, decayed exponentially over the epochs.
         seed: Random seed.
         init: Checkpoint whose weights start the run (fine-tuning); its stored architecture must equal
-            ``lifter``. None starts from random weights. Ignored when resuming from ``last.pt``.
+            ``lifter``. None starts from random weights. Ignored when resuming from ``last.pt``; not for
+            semi-supervised runs.
         lifter, camera, augment, loss: Sub-configurations.
         semi: Semi-supervised back-projection (paper 002); off by default.
     """

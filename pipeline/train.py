@@ -18,7 +18,7 @@ import torch
 
 from pipeline.config import TrainConfig, to_dict
 from pipeline.dataset import Clip, PoseWindows
-from pipeline.errors import InputError
+from pipeline.errors import ConfigError, InputError
 from pipeline.lift import TemporalModel, load_checkpoint, save_checkpoint
 from pipeline.losses import mpjpe, total_loss
 
@@ -177,6 +177,9 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
     """
     if config.semi.labeled_subjects:
         from pipeline.semisup import train_semi
+
+        if config.init:
+            raise ConfigError("init: semi-supervised runs train both networks from scratch; remove init or semi")
 
         return train_semi(config, out_dir, split or load_split(config), device, progress)
     out = Path(out_dir)

@@ -69,6 +69,12 @@ def test_init_starts_from_a_checkpoint_and_checks_its_architecture(tmp_path):
     tuned = train(_tiny(epochs=1, lr=1e-4, init=str(first.best)), tmp_path / "c", split=SPLIT)
     # One epoch from the 3-epoch weights is far better than one epoch from scratch.
     assert tuned.best_val_mpjpe_mm < 0.9 * start
+    from pipeline.config import SemiSupervisedConfig
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="init"):
+        train(_tiny(init=str(first.best), semi=SemiSupervisedConfig(labeled_subjects=("1",))), tmp_path / "e",
+              split=SPLIT)
     with pytest.raises(ModelError, match="differs"):
         train(_tiny(epochs=1, init=str(first.best), lifter=LifterConfig(filter_widths=(3, 3), channels=16)),
               tmp_path / "d", split=SPLIT)

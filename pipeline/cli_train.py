@@ -79,6 +79,8 @@ def evaluate(
     segment: int = typer.Option(250, help="Frames per random-camera segment."),
     seed: int = typer.Option(0, help="Seed of cameras and 2D noise."),
     centred: bool = typer.Option(False, help="Keep the subject at the image centre (no off-centre camera pans)."),
+    torso: str = typer.Option("mocap", help="2D pelvis/spine/thorax: 'mocap' (the protocol's) or 'limbs' "
+                              "(rebuilt from hips and shoulders, as pose3d does for a 2D model's keypoints)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
@@ -92,6 +94,8 @@ def evaluate(
     from pipeline.skeleton import H36M_LIMB_JOINTS
     from pipeline.train import load_split
 
+    if torso not in ("mocap", "limbs"):
+        raise typer.BadParameter(f"--torso must be 'mocap' or 'limbs', got {torso!r}")
     cfg = load_config(TrainConfig, config, {"data": data})
     if subjects:
         cfg = replace(cfg, test_subjects=tuple(s.strip() for s in subjects.split(",")))
@@ -107,9 +111,11 @@ def evaluate(
             return
         report = run_eval(lifter.model, split.test, cfg.camera, segment_frames=segment, seed=seed,
                           joints=tuple(range(17)) if all_joints else H36M_LIMB_JOINTS, device=lifter.device,
+                          torso_from_limbs=torso == "limbs",
                           progress=lambda d, t: bar.update(task, completed=d, total=t))
     typer.echo(format_report(report))
     typer.echo(f"\nsubjects {', '.join(report.subjects)}; {report.segments} camera segments; "
-               f"{'all 17' if all_joints else '13 limb'} joints; MPJVE in mm/frame at {lifter.train_fps:g} Hz")
+               f"{'all 17' if all_joints else '13 limb'} joints; {torso} 2D torso; "
+               f"MPJVE in mm/frame at {lifter.train_fps:g} Hz")
     if json_out:
         json_out.write_text(json.dumps(asdict(report), indent=2))

@@ -139,8 +139,8 @@ class AugmentConfig:
             s-th frame, s drawn uniformly from the entries above 1 (entries equal to 1 are ignored).
         rate_prob: Share of the windows that are multi-rate; the other windows keep the original rate.
         evolve: Evolutionary pose augmentation (paper 004); off by default.
-        torso_from_limbs: Rebuild the 2D pelvis, spine and thorax from the hips and shoulders, as
-            :func:`pipeline.keypoints.coco_to_h36m` does for a 2D model's COCO-17 keypoints, so the lifter
+        torso_from_limbs: Rebuild the 2D pelvis, spine and thorax from the hips and shoulders
+            (:func:`pipeline.keypoints.rebuild_torso`, as for a 2D model's COCO-17 keypoints), so the lifter
             trains on the torso it is given at run time rather than the mocap's own.
     """
 

@@ -29,6 +29,7 @@ from pipeline.cameras import normalize_screen, sample_cameras
 from pipeline.config import AugmentConfig, CameraConfig
 from pipeline.errors import InputError
 from pipeline.evolve import bone_vectors, evolve_windows, from_bones
+from pipeline.keypoints import rebuild_torso
 from pipeline.skeleton import H36M17
 
 # Joints a 2D detector finds worst get more jitter: wrists, ankles, and the face-derived head.
@@ -58,25 +59,6 @@ def rescale_bones(joints: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         (B, T, J, 3) re-proportioned positions.
     """
     return from_bones(joints[:, :, 0], bone_vectors(joints) * scale[:, None, :, None])
-
-
-def torso_from_limbs(uv: torch.Tensor) -> torch.Tensor:
-    """Replace the H36M-17 pelvis, spine and thorax by the ones pose3d derives from COCO-17 keypoints.
-
-    A 2D model gives hips and shoulders, not the mocap's neck base or spine; :func:`pipeline.keypoints.
-    coco_to_h36m` builds pelvis = mid-hips, thorax = mid-shoulders and spine = their midpoint.
-
-    Args:
-        uv: (..., 17, 2) H36M-17 keypoints, any units.
-
-    Returns:
-        (..., 17, 2) with joints 0 (pelvis), 7 (spine) and 8 (thorax) rebuilt.
-    """
-    out = uv.clone()
-    out[..., 0, :] = (uv[..., 1, :] + uv[..., 4, :]) / 2
-    out[..., 8, :] = (uv[..., 11, :] + uv[..., 14, :]) / 2
-    out[..., 7, :] = (out[..., 0, :] + out[..., 8, :]) / 2
-    return out
 
 
 def corrupt_2d(uv: torch.Tensor, config: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
@@ -193,7 +175,7 @@ class PoseWindows:
         if noisy:
             uv = corrupt_2d(uv, aug, gen)
         if aug.torso_from_limbs:
-            uv = torso_from_limbs(uv)
+            uv = rebuild_torso(uv)
         return FilmedWindows(uv, cam3d, cams.focal, cams.center, cams.size)
 
     @property

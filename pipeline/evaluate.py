@@ -3,7 +3,9 @@
 Each held-out motion is cut into segments (default 5 s); each segment is filmed by its own random camera
 (seeded, so runs compare) and lifted exactly as at inference time: whole-sequence pass, replication padding
 at the ends, flip test-time augmentation. Errors are reported in millimetres per action and overall, with
-exact 2D ("gt") and with detector-like 2D ("noisy").
+exact 2D ("gt") and with detector-like 2D ("noisy"). The 2D torso is the mocap's by default (the
+VideoPose3D protocol); ``torso_from_limbs`` gives the lifter the one pose3d builds at run time from a 2D
+model's hips and shoulders instead.
 
 Subsampled test sequences (paper 003's protocol, ``interval`` s > 1): every s-th frame of a held-out
 motion is kept and the result is lifted as consecutive frames at the lifter's rate, as if the person moved
@@ -28,6 +30,7 @@ from pipeline.config import AugmentConfig, CameraConfig
 from pipeline.bank import PoseBankConfig, infer_with_bank
 from pipeline.dataset import Clip, corrupt_2d
 from pipeline.errors import ConfigError
+from pipeline.keypoints import rebuild_torso
 from pipeline.lift import TemporalModel
 from pipeline.skeleton import H36M_LIMB_JOINTS
 
@@ -82,7 +85,7 @@ def _errors(pred: np.ndarray, gt: np.ndarray, joints: Sequence[int]) -> np.ndarr
 
 def evaluate(model: TemporalModel, clips: Sequence[Clip], camera: CameraConfig, *, segment_frames: int = 250,
              joints: Sequence[int] = H36M_LIMB_JOINTS, seed: int = 0, flip: bool = True, device: str = "cpu",
-             interval: int = 1, bank: PoseBankConfig | None = None,
+             interval: int = 1, bank: PoseBankConfig | None = None, torso_from_limbs: bool = False,
              progress: Callable[[int, int], None] | None = None) -> EvalReport:
     """Evaluate ``model`` on ``clips`` (held-out subjects, at the model's training rate).
 
@@ -97,6 +100,8 @@ def evaluate(model: TemporalModel, clips: Sequence[Clip], camera: CameraConfig, 
         device: Torch device.
         interval: Keep every ``interval``-th frame (all phases) and lift it as consecutive frames (module docstring).
         bank: Long-term pose bank fused into the lifter's windows (paper 003); None lifts plainly.
+        torso_from_limbs: Give the lifter the 2D pelvis, spine and thorax rebuilt from the hips and shoulders
+            (after the noise, as a 2D model's torso is) instead of the mocap's; the 3D ground truth is unchanged.
         progress: Called with (segments done, segments total).
 
     Returns:
@@ -118,6 +123,7 @@ def evaluate(model: TemporalModel, clips: Sequence[Clip], camera: CameraConfig, 
         uv = torch.from_numpy(shot.keypoints)[None]
         w, h = shot.camera.width, shot.camera.height
         for protocol, uv2d in (("gt", uv), ("noisy", corrupt_2d(uv, NOISY_2D, gen))):
+            uv2d = rebuild_torso(uv2d) if torso_from_limbs else uv2d
             x = normalize_screen(uv2d[0], w, h).numpy()
             err = _errors(infer_with_bank(model, x, bank, flip=flip, device=device), gt, joints) * len(seg)
             sums[protocol][action] += err

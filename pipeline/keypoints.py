@@ -42,6 +42,7 @@ at most ``MediaPipeConfig.outside_score`` when the landmark lies outside the ima
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -50,6 +51,30 @@ from pipeline.skeleton import COCO17, H36M17
 
 # H36M index -> COCO index for the joints that exist in both.
 _DIRECT = {1: 12, 2: 14, 3: 16, 4: 11, 5: 13, 6: 15, 9: 0, 11: 5, 12: 7, 13: 9, 14: 6, 15: 8, 16: 10}
+
+
+_Keypoints = TypeVar("_Keypoints")  # a numpy array or a torch tensor
+
+
+def rebuild_torso(keypoints: _Keypoints) -> _Keypoints:
+    """Set the H36M-17 pelvis, spine and thorax from the hips and shoulders, as a 2D model's output allows.
+
+    A 2D model gives hips and shoulders, not the mocap's neck base or spine: pelvis = mid-hips,
+    thorax = mid-shoulders, spine = their midpoint. Used by :func:`coco_to_h36m` at run time and by
+    training (``augment.torso_from_limbs``) and evaluation (``pose3d evaluate --torso limbs``) so the
+    lifter sees that torso everywhere.
+
+    Args:
+        keypoints: (..., 17, D) H36M-17 keypoints, a numpy array or a torch tensor, any units.
+
+    Returns:
+        A new array or tensor of the same type and shape with joints 0, 7 and 8 rebuilt.
+    """
+    out = keypoints.clone() if hasattr(keypoints, "clone") else keypoints.copy()
+    out[..., 0, :] = (keypoints[..., 1, :] + keypoints[..., 4, :]) / 2
+    out[..., 8, :] = (keypoints[..., 11, :] + keypoints[..., 14, :]) / 2
+    out[..., 7, :] = (out[..., 0, :] + out[..., 8, :]) / 2
+    return out
 
 
 def coco_to_h36m(keypoints: np.ndarray, scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -71,11 +96,9 @@ def coco_to_h36m(keypoints: np.ndarray, scores: np.ndarray | None = None) -> tup
     conf = np.empty(scores.shape, dtype=np.float32)
     for h, c in _DIRECT.items():
         out[:, h], conf[:, h] = keypoints[:, c], scores[:, c]
-    out[:, 0] = (keypoints[:, 11] + keypoints[:, 12]) / 2
+    out = rebuild_torso(out)
     conf[:, 0] = np.minimum(scores[:, 11], scores[:, 12])
-    out[:, 8] = (keypoints[:, 5] + keypoints[:, 6]) / 2
     conf[:, 8] = np.minimum(scores[:, 5], scores[:, 6])
-    out[:, 7] = (out[:, 0] + out[:, 8]) / 2
     conf[:, 7] = np.minimum(conf[:, 0], conf[:, 8])
     eyes = (keypoints[:, 1] + keypoints[:, 2]) / 2
     out[:, 10] = eyes + (eyes - keypoints[:, 0])

@@ -10,7 +10,7 @@ import torch
 
 from _synth import moving_person, rigid_motion
 from pipeline.config import AugmentConfig, CameraConfig
-from pipeline.dataset import Clip, PoseWindows, _symmetric_bone_scale, corrupt_2d, rescale_bones, torso_from_limbs
+from pipeline.dataset import Clip, PoseWindows, _symmetric_bone_scale, corrupt_2d, rescale_bones
 from pipeline.errors import InputError
 from pipeline.losses import bone_lengths
 from pipeline.skeleton import H36M17
@@ -339,16 +339,18 @@ def test_corrupt_2d_swaps_limbs():
     assert ((out[:, :, r_elbow] - uv[:, :, l_elbow]).norm(dim=-1) < 0.1)[swapped].all()
 
 
-def test_torso_from_limbs_is_what_the_pipeline_builds_from_coco():
-    from pipeline.keypoints import coco_to_h36m, h36m_to_coco
+def test_rebuilt_torso_is_what_the_pipeline_builds_from_coco():
+    from pipeline.keypoints import coco_to_h36m, h36m_to_coco, rebuild_torso
 
     uv = torch.rand(2, 5, 17, 2, generator=torch.Generator().manual_seed(0)) * 1000
-    rebuilt = torso_from_limbs(uv)
+    rebuilt = rebuild_torso(uv)
     via_coco = coco_to_h36m(h36m_to_coco(uv.reshape(-1, 17, 2).numpy()))[0].reshape(2, 5, 17, 2)
     np.testing.assert_allclose(rebuilt.numpy(), via_coco, atol=1e-3)
     np.testing.assert_allclose(rebuilt[..., 8, :], (uv[..., 11, :] + uv[..., 14, :]) / 2)
     others = [j for j in range(17) if j not in (0, 7, 8)]
     assert torch.equal(rebuilt[..., others, :], uv[..., others, :])
+    assert not torch.equal(rebuilt, uv)  # a new tensor: the input is left as it was
+    np.testing.assert_allclose(rebuild_torso(uv.numpy()), rebuilt.numpy())  # numpy arrays too
 
 
 def test_windows_carry_the_rebuilt_torso_only_when_asked():

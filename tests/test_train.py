@@ -110,6 +110,24 @@ def test_evaluate_report_rows_and_zero_error_on_truth(tmp_path):
     assert np.allclose(_errors(truth, truth, range(17)), 0.0, atol=1e-6)
 
 
+def test_evaluate_gives_the_lifter_the_rebuilt_torso_only_when_asked(tmp_path, monkeypatch):
+    import pipeline.evaluate as ev
+
+    model, _ = load_checkpoint(train(_tiny(epochs=1), tmp_path, split=SPLIT).best)
+    seen = []
+    real = ev.infer_with_bank
+    monkeypatch.setattr(ev, "infer_with_bank", lambda m, x, *a, **k: seen.append(x) or real(m, x, *a, **k))
+    reports = {}
+    for flag in (False, True):
+        seen.clear()
+        reports[flag] = evaluate(model, _clips(1, frames=200), TrainConfig().camera, segment_frames=100,
+                                 torso_from_limbs=flag)
+        # Screen normalisation is affine, so a rebuilt thorax stays the shoulders' midpoint.
+        mid = all(np.allclose(x[:, 8], (x[:, 11] + x[:, 14]) / 2, atol=1e-5) for x in seen)
+        assert len(seen) == 4 and mid == flag
+    assert reports[True].overall().mpjpe != reports[False].overall().mpjpe
+
+
 def test_action_labels():
     assert action_of("basketball - forward dribble") == "basketball"
     assert action_of("walk, veer left") == "walk"
@@ -130,9 +148,10 @@ def test_cli_train_evaluate_project_lift_on_shared_mocap(tmp_path):
     assert res.exit_code == 0, res.output
     weights = tmp_path / "run" / "best.pt"
     res = runner.invoke(app, ["evaluate", "--config", str(config), "--weights", str(weights), "--device", "cpu",
-                              "--json", str(tmp_path / "eval.json")])
+                              "--json", str(tmp_path / "eval.json"), "--torso", "limbs"])
     assert res.exit_code == 0, res.output
     assert "| gt | **overall** |" in res.output and "| noisy | **overall** |" in res.output
+    assert "limbs 2D torso" in res.output
     assert (tmp_path / "eval.json").exists()
     bvh = next((CMU / "bvh" / "cgspeed-mb").glob("08_*.bvh.gz"))
     res = runner.invoke(app, ["project", str(bvh), "--out", str(tmp_path / "kp.npz"), "--gt", str(tmp_path / "gt.npz")])

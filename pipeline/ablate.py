@@ -104,7 +104,8 @@ def run_ablation(methods: Sequence[Method], clips: Sequence[Clip], camera: Camer
                              f"the test motions are at {fps:g} Hz (set fps in the training config)")
         for k, interval in enumerate(intervals):
             report = evaluate(lifter.model, clips, camera, segment_frames=segment_frames, joints=joints,
-                              seed=seed, device=lifter.device, interval=interval, bank=method.bank)
+                              seed=seed, device=lifter.device, interval=interval, bank=method.bank,
+                              torso_from_limbs=lifter.torso_from_limbs)
             for protocol in report.rows:
                 row = report.overall(protocol)
                 cells.append(AblationCell(method.name, interval, protocol, row.frames, row.mpjpe, row.p_mpjpe,

@@ -79,8 +79,9 @@ def evaluate(
     segment: int = typer.Option(250, help="Frames per random-camera segment."),
     seed: int = typer.Option(0, help="Seed of cameras and 2D noise."),
     centred: bool = typer.Option(False, help="Keep the subject at the image centre (no off-centre camera pans)."),
-    torso: str = typer.Option("mocap", help="2D pelvis/spine/thorax: 'mocap' (the protocol's) or 'limbs' "
-                              "(rebuilt from hips and shoulders, as pose3d does for a 2D model's keypoints)."),
+    torso: str = typer.Option("auto", help="2D pelvis/spine/thorax: 'auto' (the one the lifter trained on and "
+                              "gets at inference), 'mocap' (the VideoPose3D protocol's) or 'limbs' (rebuilt from "
+                              "hips and shoulders, as pose3d does for a 2D model's keypoints)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
@@ -94,12 +95,13 @@ def evaluate(
     from pipeline.skeleton import H36M_LIMB_JOINTS
     from pipeline.train import load_split
 
-    if torso not in ("mocap", "limbs"):
-        raise typer.BadParameter(f"--torso must be 'mocap' or 'limbs', got {torso!r}")
+    if torso not in ("auto", "mocap", "limbs"):
+        raise typer.BadParameter(f"--torso must be auto, mocap or limbs, got {torso!r}")
     cfg = load_config(TrainConfig, config, {"data": data})
     if subjects:
         cfg = replace(cfg, test_subjects=tuple(s.strip() for s in subjects.split(",")))
     lifter = Lifter.load(weights, device)
+    torso = ("limbs" if lifter.torso_from_limbs else "mocap") if torso == "auto" else torso
     cfg = replace(cfg, fps=lifter.train_fps, camera=replace(cfg.camera, off_centre=not centred))
     with _progress() as bar:
         task = bar.add_task("reading mocap", total=None, info="")

@@ -345,17 +345,23 @@ class Lifter:
         model: The network.
         train_fps: Frame rate it was trained at; inputs are resampled to it and back.
         device: Torch device.
+        torso_from_limbs: The network trained on a 2D pelvis, spine and thorax rebuilt from the hips and
+            shoulders (``augment.torso_from_limbs``); inputs get the same torso before lifting.
     """
 
-    def __init__(self, model: TemporalModel, train_fps: float, device: str = "cpu") -> None:
+    def __init__(self, model: TemporalModel, train_fps: float, device: str = "cpu",
+                 torso_from_limbs: bool = False) -> None:
         self.model, self.train_fps, self.device = model.eval().to(device), float(train_fps), device
+        self.torso_from_limbs = torso_from_limbs
 
     @classmethod
     def load(cls, weights=None, device: str = "auto", config: LifterConfig | None = None) -> "Lifter":
         """Load ``weights`` (default: the shipped lifter) onto ``device`` ('auto', 'cpu', 'cuda')."""
         device = resolve_device(device)
         model, meta = load_checkpoint(weights or default_weights(), config)
-        return cls(model, meta["train_fps"], device)
+        # Our checkpoints keep their training config; official and older ones trained on the mocap torso.
+        augment = (meta["extra"].get("config") or {}).get("augment") or {}
+        return cls(model, meta["train_fps"], device, bool(augment.get("torso_from_limbs", False)))
 
     def lift(self, keypoints: np.ndarray, width: int, height: int, fps: float, flip: bool = True,
              bank=None) -> np.ndarray:
@@ -373,9 +379,12 @@ class Lifter:
             (T, 17, 3) camera-frame metres, pelvis at the origin.
         """
         from pipeline.cameras import normalize_screen
+        from pipeline.keypoints import rebuild_torso
 
         if keypoints.ndim != 3 or keypoints.shape[1:] != (17, 2) or not np.isfinite(keypoints).all():
             raise ShapeError(f"lift expects finite (T, 17, 2) pixel keypoints, got {keypoints.shape}")
+        if self.torso_from_limbs:
+            keypoints = rebuild_torso(keypoints)
         x = normalize_screen(keypoints.astype(np.float64), width, height)
         same_rate = abs(fps - self.train_fps) < 1e-3 * self.train_fps
         x = x if same_rate else resample_time(x, fps, self.train_fps)

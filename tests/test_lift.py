@@ -358,6 +358,22 @@ def test_lifter_same_rate_matches_infer():
     np.testing.assert_allclose(out, ref, atol=1e-6)
 
 
+def test_lifter_gives_the_network_the_torso_its_checkpoint_trained_on(tmp_path):
+    from pipeline.keypoints import rebuild_torso
+
+    model = make_model()
+    kp = _pixels(30)
+    for flag in (False, True):
+        path = tmp_path / f"torso_{flag}.pt"
+        save_checkpoint(path, model, train_fps=50.0, extra={"config": {"augment": {"torso_from_limbs": flag}}})
+        lifter = Lifter.load(path, "cpu")
+        assert lifter.torso_from_limbs == flag
+        out, rebuilt = lifter.lift(kp, 1280, 720, 50.0), lifter.lift(rebuild_torso(kp), 1280, 720, 50.0)
+        assert np.allclose(out, rebuilt, atol=1e-6) == flag
+    save_checkpoint(tmp_path / "old.pt", model, train_fps=50.0, extra={"epoch": 3})  # no training config stored
+    assert not Lifter.load(tmp_path / "old.pt", "cpu").torso_from_limbs
+
+
 @pytest.mark.parametrize("fps", [25.0, 30.0, 100.0, 59.94])
 def test_lifter_other_rate_returns_input_length(fps):
     lifter = Lifter(make_model(), train_fps=50)

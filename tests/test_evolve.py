@@ -335,3 +335,16 @@ def test_ablation_configs_differ_only_in_their_method():
     semi, supervised = configs["semisup"], configs["supervised_14"]
     assert semi.semi.unlabeled_weight > 0 and supervised.semi.unlabeled_weight == 0 == supervised.semi.bone_weight
     assert replace(semi, semi=replace(semi.semi, unlabeled_weight=0.0, bone_weight=0.0)) == supervised
+
+
+def test_shipped_training_config_and_its_variants_differ_only_in_kernel_widths():
+    configs = ABLATION.parent
+    shipped = load_config(TrainConfig, configs / "train.yaml")
+    # The shipped run uses what helped in the ablation: the bone loss and the run-time torso.
+    assert shipped.loss.bone > 0.0 and shipped.augment.torso_from_limbs
+    assert shipped.augment.rate_prob == 0.0 and shipped.augment.evolve.fraction == 0.0
+    for name, widths in (("train_single_frame", (1, 1, 1)), ("train_rf81", (3, 3, 3, 3))):
+        variant = load_config(TrainConfig, configs / f"{name}.yaml")
+        assert variant.lifter.filter_widths == widths, name
+        same = replace(variant, lifter=replace(variant.lifter, filter_widths=shipped.lifter.filter_widths))
+        assert to_dict(same) == to_dict(shipped), name

@@ -226,13 +226,16 @@ _NUMPY_PICKLE_GLOBALS = [np.core.multiarray._reconstruct, np.ndarray, np.dtype,
                          *{type(np.dtype(t)) for t in ("uint32", "float64", "int64", "float32")}]
 
 
-def save_checkpoint(path, model: TemporalModel, *, train_fps: float, extra: dict | None = None) -> None:
-    """Write a checkpoint that stores the architecture next to the weights (atomic rename).
+def save_checkpoint(path, model: TemporalModel, *, train_fps: float, torso_from_limbs: bool = False,
+                    extra: dict | None = None) -> None:
+    """Write a checkpoint that stores the architecture and its input contract next to the weights (atomic rename).
 
     Args:
         path: Destination ``.pt`` file.
         model: The lifter.
         train_fps: Frame rate the lifter was trained at, Hz.
+        torso_from_limbs: The network trained on a 2D pelvis, spine and thorax rebuilt from the hips and
+            shoulders (``augment.torso_from_limbs``), so inference must rebuild them too.
         extra: JSON-able metadata (training state, metrics, command).
     """
     from pathlib import Path
@@ -241,8 +244,9 @@ def save_checkpoint(path, model: TemporalModel, *, train_fps: float, extra: dict
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": CHECKPOINT_FORMAT, "version": 1, "lifter": to_dict(model.config),
-               "train_fps": float(train_fps), "state_dict": model.state_dict(), "extra": extra or {}}
+    payload = {"format": CHECKPOINT_FORMAT, "version": 2, "lifter": to_dict(model.config),
+               "train_fps": float(train_fps), "input_torso": "limbs" if torso_from_limbs else "mocap",
+               "state_dict": model.state_dict(), "extra": extra or {}}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
@@ -258,7 +262,7 @@ def load_checkpoint(path, config: LifterConfig | None = None, map_location: str 
         map_location: Torch device for the tensors.
 
     Returns:
-        (model in eval mode, the checkpoint's metadata: ``train_fps`` and ``extra``).
+        (model in eval mode, the checkpoint's metadata: ``train_fps``, ``torso_from_limbs`` and ``extra``).
     """
     from pathlib import Path
 
@@ -280,12 +284,15 @@ def load_checkpoint(path, config: LifterConfig | None = None, map_location: str 
         stored = from_dict(LifterConfig, data["lifter"], f"{path}:lifter")
         if config is not None and config != stored:
             raise ModelError(f"{path}: stores architecture {stored}, which differs from the one given ({config})")
-        config, state, meta = stored, data["state_dict"], {"train_fps": data["train_fps"], "extra": data["extra"]}
+        config, state = stored, data["state_dict"]
+        meta = {"train_fps": data["train_fps"], "torso_from_limbs": _input_torso(data, path), "extra": data["extra"]}
     elif isinstance(data, dict) and "model_pos" in data:
         if config is None:
             raise ModelError(f"{path}: an official VideoPose3D checkpoint stores no architecture; "
                              "give it (e.g. --arch 3,3,3,3,3 --channels 1024)")
-        state, meta = data["model_pos"], {"train_fps": 50.0, "extra": {"source": "videopose3d"}}
+        # Human3.6M's 2D torso is the mocap's own, like our version-1 checkpoints'.
+        state, meta = data["model_pos"], {"train_fps": 50.0, "torso_from_limbs": False,
+                                          "extra": {"source": "videopose3d"}}
     else:
         raise ModelError(f"{path}: neither a pose3d checkpoint nor a VideoPose3D one (no 'model_pos')")
     model = TemporalModel(config)
@@ -295,6 +302,19 @@ def load_checkpoint(path, config: LifterConfig | None = None, map_location: str 
         first = str(exc).splitlines()[0]
         raise ModelError(f"{path}: weights do not fit architecture {config} ({first})") from None
     return model.eval(), meta
+
+
+def _input_torso(data: dict, path) -> bool:
+    """Whether a pose3d checkpoint's network expects the torso rebuilt from the limbs."""
+    from pipeline.errors import ModelError
+
+    if data.get("version", 1) >= 2:
+        if data.get("input_torso") not in ("limbs", "mocap"):
+            raise ModelError(f"{path}: input_torso must be 'limbs' or 'mocap', got {data.get('input_torso')!r}")
+        return data["input_torso"] == "limbs"
+    # Version 1 kept the flag only inside the training config that `pose3d train` stored in extra.
+    augment = ((data.get("extra") or {}).get("config") or {}).get("augment") or {}
+    return bool(augment.get("torso_from_limbs", False))
 
 
 def resample_time(values: np.ndarray, fps_in: float, fps_out: float, length: int | None = None) -> np.ndarray:
@@ -359,9 +379,7 @@ class Lifter:
         """Load ``weights`` (default: the shipped lifter) onto ``device`` ('auto', 'cpu', 'cuda')."""
         device = resolve_device(device)
         model, meta = load_checkpoint(weights or default_weights(), config)
-        # Our checkpoints keep their training config; official and older ones trained on the mocap torso.
-        augment = (meta["extra"].get("config") or {}).get("augment") or {}
-        return cls(model, meta["train_fps"], device, bool(augment.get("torso_from_limbs", False)))
+        return cls(model, meta["train_fps"], device, meta["torso_from_limbs"])
 
     def lift(self, keypoints: np.ndarray, width: int, height: int, fps: float, flip: bool = True,
              bank=None) -> np.ndarray:

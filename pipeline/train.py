@@ -203,10 +203,12 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
         val = validate(model, val_batch, device, objective if objective.trajectory else None)
         state = {"epoch": epoch, "best_val": min(best, val), "optimizer": optimizer.state_dict(),
                  "config": to_dict(config)}
-        save_checkpoint(last, model, train_fps=config.fps, extra={"train_state": state, "val_mpjpe_mm": val})
+        torso = config.augment.torso_from_limbs
+        save_checkpoint(last, model, train_fps=config.fps, torso_from_limbs=torso,
+                        extra={"train_state": state, "val_mpjpe_mm": val})
         if val < best:
             best = val
-            save_checkpoint(best_path, model, train_fps=config.fps,
+            save_checkpoint(best_path, model, train_fps=config.fps, torso_from_limbs=torso,
                             extra={"epoch": epoch, "val_mpjpe_mm": val, "config": to_dict(config)})
         if progress:
             steps = max(1, config.samples_per_epoch // config.batch_size)

@@ -365,13 +365,37 @@ def test_lifter_gives_the_network_the_torso_its_checkpoint_trained_on(tmp_path):
     kp = _pixels(30)
     for flag in (False, True):
         path = tmp_path / f"torso_{flag}.pt"
-        save_checkpoint(path, model, train_fps=50.0, extra={"config": {"augment": {"torso_from_limbs": flag}}})
+        save_checkpoint(path, model, train_fps=50.0, torso_from_limbs=flag)
         lifter = Lifter.load(path, "cpu")
         assert lifter.torso_from_limbs == flag
         out, rebuilt = lifter.lift(kp, 1280, 720, 50.0), lifter.lift(rebuild_torso(kp), 1280, 720, 50.0)
         assert np.allclose(out, rebuilt, atol=1e-6) == flag
-    save_checkpoint(tmp_path / "old.pt", model, train_fps=50.0, extra={"epoch": 3})  # no training config stored
+
+
+def _version_1(path, model, extra):
+    """Write the checkpoint layout pose3d wrote before the input torso had a field of its own."""
+    from pipeline.config import to_dict
+
+    torch.save({"format": "pose3d-lifter", "version": 1, "lifter": to_dict(model.config), "train_fps": 50.0,
+                "state_dict": model.state_dict(), "extra": extra}, path)
+
+
+def test_version_1_checkpoints_read_the_torso_from_their_training_config(tmp_path):
+    model = make_model()
+    for flag in (False, True):
+        _version_1(tmp_path / "v1.pt", model, {"config": {"augment": {"torso_from_limbs": flag}}})
+        assert Lifter.load(tmp_path / "v1.pt", "cpu").torso_from_limbs == flag
+    _version_1(tmp_path / "old.pt", model, {"epoch": 3})  # no training config stored: the mocap torso
     assert not Lifter.load(tmp_path / "old.pt", "cpu").torso_from_limbs
+
+
+def test_checkpoint_with_an_unknown_input_torso_is_refused(tmp_path):
+    path = tmp_path / "bad.pt"
+    save_checkpoint(path, make_model(), train_fps=50.0)
+    data = torch.load(path, weights_only=True)
+    torch.save({**data, "input_torso": "coco"}, path)
+    with pytest.raises(ModelError, match="input_torso"):
+        load_checkpoint(path)
 
 
 @pytest.mark.parametrize("fps", [25.0, 30.0, 100.0, 59.94])

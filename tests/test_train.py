@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from _synth import moving_person
 from pipeline.cli import app
-from pipeline.config import LifterConfig, LossConfig, TrainConfig
+from pipeline.config import AugmentConfig, LifterConfig, LossConfig, TrainConfig
 from pipeline.dataset import Clip
 from pipeline.evaluate import _errors, evaluate, format_report
 from pipeline.lift import load_checkpoint
@@ -41,8 +41,15 @@ def test_train_writes_checkpoints_with_architecture(tmp_path):
     result = train(_tiny(), tmp_path, split=SPLIT)
     assert result.best.exists() and result.last.exists() and result.epochs_run == 2
     model, meta = load_checkpoint(result.best)
-    assert model.config == _tiny().lifter and meta["train_fps"] == 50.0
+    assert model.config == _tiny().lifter and meta["train_fps"] == 50.0 and not meta["torso_from_limbs"]
     assert np.isfinite(result.best_val_mpjpe_mm) and result.best_val_mpjpe_mm > 0
+
+
+def test_checkpoints_record_the_input_torso_the_network_trained_on(tmp_path):
+    config = _tiny(epochs=1, augment=AugmentConfig(torso_from_limbs=True))
+    result = train(config, tmp_path, split=SPLIT)
+    for path in (result.best, result.last):
+        assert load_checkpoint(path)[1]["torso_from_limbs"], path.name
 
 
 def test_training_reduces_validation_error(tmp_path):

@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.bank import PoseBankConfig, infer_with_bank, plan_fusion  # noqa: E402
 from pipeline.config import LifterConfig  # noqa: E402
-from pipeline.lift import TemporalModel, default_weights, load_checkpoint  # noqa: E402
+from pipeline.checkpoint import load_checkpoint  # noqa: E402
+from pipeline.lift import TemporalModel, default_weights  # noqa: E402
 
 
 def synthetic_track(frames: int, seed: int = 0) -> np.ndarray:

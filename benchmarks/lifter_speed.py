@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _machine import device_name  # noqa: E402
 from pipeline.config import LifterConfig  # noqa: E402
-from pipeline.lift import TemporalModel, default_weights, infer, load_checkpoint  # noqa: E402
+from pipeline.checkpoint import load_checkpoint  # noqa: E402
+from pipeline.lift import TemporalModel, default_weights, infer  # noqa: E402
 
 ARCHS = {27: (3, 3, 3), 81: (3, 3, 3, 3), 243: (3, 3, 3, 3, 3)}
 

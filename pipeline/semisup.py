@@ -31,10 +31,11 @@ from typing import Callable
 import torch
 
 from pipeline.cameras import normalize_screen
+from pipeline.checkpoint import save_checkpoint
 from pipeline.config import TrainConfig, to_dict
 from pipeline.dataset import PoseWindows
 from pipeline.errors import ConfigError, InputError
-from pipeline.lift import TemporalModel, save_checkpoint
+from pipeline.lift import TemporalModel
 from pipeline.losses import bone_lengths, mpjpe
 from pipeline.trajectory import strided_roots, to_rays, wmpjpe
 

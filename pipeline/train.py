@@ -16,10 +16,11 @@ from typing import Callable
 
 import torch
 
+from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.config import TrainConfig, to_dict
 from pipeline.dataset import Clip, PoseWindows
 from pipeline.errors import ConfigError, InputError
-from pipeline.lift import TemporalModel, load_checkpoint, save_checkpoint
+from pipeline.lift import TemporalModel
 from pipeline.losses import mpjpe, total_loss
 
 

@@ -32,8 +32,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from pipeline.checkpoint import load_checkpoint
 from pipeline.errors import ConfigError, ShapeError
-from pipeline.lift import TemporalModel, flip_2d, load_checkpoint, pad_sequence, pose_size_2d, resample_time
+from pipeline.lift import TemporalModel, flip_2d, pad_sequence, pose_size_2d, resample_time
 
 DEFAULT_FOV_DEG = 55.0  # across the longer image side: a typical phone or action camera's main lens
 

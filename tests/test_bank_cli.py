@@ -13,13 +13,14 @@ from _synth import SHARED, moving_person, randomize_bn
 from test_bank import swinging
 from pipeline.ablate import format_ablation, methods_for, parse_model, run_ablation
 from pipeline.bank import PoseBankConfig
+from pipeline.checkpoint import save_checkpoint
 from pipeline.cli import app
 from pipeline.config import LifterConfig, TrainConfig
 from pipeline.dataset import Clip
 from pipeline.errors import ConfigError
 from pipeline.evaluate import evaluate
 from pipeline.keypoints import coco_to_h36m, fill_gaps
-from pipeline.lift import Lifter, TemporalModel, save_checkpoint
+from pipeline.lift import Lifter, TemporalModel
 from pipeline.run import lift_tracks
 from pipeline.skeleton import COCO17, H36M17
 from pipeline.types import Track, VideoInfo

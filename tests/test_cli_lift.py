@@ -9,10 +9,11 @@ from typer.testing import CliRunner
 
 from _synth import moving_person, randomize_bn
 from pipeline.cameras import Camera, default_focal
+from pipeline.checkpoint import save_checkpoint
 from pipeline.cli import app
 from pipeline.config import LifterConfig
 from pipeline.keypoints import coco_to_h36m, fill_gaps
-from pipeline.lift import Lifter, TemporalModel, save_checkpoint
+from pipeline.lift import Lifter, TemporalModel
 from pipeline.skeleton import COCO17, H36M17
 
 W, H, T = 1280, 720, 48

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from pipeline.checkpoint import save_checkpoint
 from pipeline.cli import app
 from pipeline.config import LifterConfig
 from pipeline.evaluate_video import VideoEvalRow, evaluate_videos, overall_row, slice_motion
-from pipeline.lift import Lifter, TemporalModel, save_checkpoint
+from pipeline.lift import Lifter, TemporalModel
 from pipeline.mocap import load_motion
 from pipeline.video import probe
 

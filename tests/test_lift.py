@@ -8,20 +8,10 @@ import torch
 
 from _synth import randomize_bn
 from pipeline.cameras import normalize_screen
+from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.config import LifterConfig
 from pipeline.errors import ConfigError, ModelError, ShapeError
-from pipeline.lift import (
-    Lifter,
-    TemporalModel,
-    flip_2d,
-    flip_3d,
-    infer,
-    load_checkpoint,
-    pad_sequence,
-    resample_time,
-    resolve_device,
-    save_checkpoint,
-)
+from pipeline.lift import Lifter, TemporalModel, flip_2d, flip_3d, infer, pad_sequence, resample_time, resolve_device
 from pipeline.skeleton import H36M17
 
 C = 16  # tiny models throughout

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from pipeline.checkpoint import save_checkpoint
 from pipeline.cli import app
 from pipeline.config import LifterConfig
 from pipeline.export import export_tracks, load_tracks_json
-from pipeline.lift import Lifter, TemporalModel, save_checkpoint
+from pipeline.lift import Lifter, TemporalModel
 from pipeline.run import RunConfig, run_video
 from pipeline.types import Track, VideoInfo
 from pipeline.video import ffmpeg_exe, probe

@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from pipeline.checkpoint import load_checkpoint
 from pipeline.config import LifterConfig, SemiSupervisedConfig, TrainConfig
 from pipeline.dataset import Clip, PoseWindows
-from pipeline.lift import load_checkpoint
 from pipeline.semisup import BackProjection
 from pipeline.train import Split, train
 from pipeline.trajectory import to_rays

@@ -10,11 +10,11 @@ import torch
 from typer.testing import CliRunner
 
 from _synth import moving_person
+from pipeline.checkpoint import load_checkpoint
 from pipeline.cli import app
 from pipeline.config import AugmentConfig, LifterConfig, LossConfig, TrainConfig
 from pipeline.dataset import Clip
 from pipeline.evaluate import _errors, evaluate, format_report
-from pipeline.lift import load_checkpoint
 from pipeline.train import Split, action_of, train
 
 from _synth import SHARED

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.checkpoint import save_checkpoint
 from pipeline.config import CameraConfig, LifterConfig, TrainConfig
 from pipeline.dataset import Clip, PoseWindows
 from pipeline.errors import ConfigError, ShapeError
-from pipeline.lift import TemporalModel, flip_2d, pose_size_2d, save_checkpoint
+from pipeline.lift import TemporalModel, flip_2d, pose_size_2d
 from pipeline.train import Objective
 from pipeline.trajectory import (TrajectoryLifter, decode, focal_from_fov, infer_roots, to_rays, training_pair,
                                  wmpjpe)

@@ -19,9 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline import weights
+from pipeline.checkpoint import save_checkpoint
 from pipeline.cli import app
 from pipeline.config import LifterConfig
-from pipeline.lift import TemporalModel, save_checkpoint
+from pipeline.lift import TemporalModel
 from pipeline.twod import TwoDConfig, resolve_backend
 from pipeline.video import ffmpeg_exe, probe
 

@@ -130,6 +130,42 @@ class TemporalModel(nn.Module):
         return self._head(x.transpose(1, 2))
 
 
+def grow(source: TemporalModel, config: LifterConfig, gate: float = 1e-2) -> TemporalModel:
+    """A deeper lifter that starts as ``source``: its blocks copied, the appended blocks nearly silent.
+
+    Appending residual blocks (e.g. kernel widths 3,3,3 -> 3,3,3,3, receptive field 27 -> 81) keeps every
+    existing parameter's name and place. Each new block's last batch-norm scale is set to ``gate``, so the
+    block adds almost nothing at first (exactly nothing at 0) and fine-tuning opens it only as far as the
+    longer context helps; a small non-zero gate keeps its ReLU, and so its gradients, alive.
+
+    Args:
+        source: The trained lifter.
+        config: The deeper architecture: ``source``'s with kernel widths appended and nothing else changed.
+        gate: Initial scale of the new blocks' output batch norm.
+
+    Returns:
+        The grown lifter (train mode).
+    """
+    from dataclasses import replace
+
+    from pipeline.errors import ConfigError
+
+    old = source.config.filter_widths
+    if replace(config, filter_widths=old) != source.config or config.filter_widths[:len(old)] != old \
+            or len(config.filter_widths) <= len(old):
+        raise ConfigError(f"cannot grow {source.config} into {config}: only kernel widths may be appended")
+    model = TemporalModel(config)
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    new_blocks = range(len(old) - 1, len(config.filter_widths) - 1)
+    assert not unexpected and all(k.split(".")[1] in {str(2 * b + i) for b in new_blocks for i in (0, 1)}
+                                  for k in missing), (missing, unexpected)
+    with torch.no_grad():
+        for b in new_blocks:
+            model.layers_bn[2 * b + 1].weight.fill_(gate)
+            model.layers_bn[2 * b + 1].bias.zero_()
+    return model
+
+
 def _grouped_matmul(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``conv1d(x, weight, stride=width)`` for channel-last x: (B, T, C_in) -> (B, T // width, C_out)."""
     c_out, c_in, w = weight.shape

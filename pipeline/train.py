@@ -19,8 +19,8 @@ import torch
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.config import TrainConfig, to_dict
 from pipeline.dataset import Clip, PoseWindows
-from pipeline.errors import ConfigError, InputError
-from pipeline.lift import TemporalModel
+from pipeline.errors import ConfigError, InputError, ModelError
+from pipeline.lift import TemporalModel, grow
 from pipeline.losses import mpjpe, total_loss
 
 
@@ -161,6 +161,16 @@ def _resume_state(path: Path, config: TrainConfig, model: TemporalModel, optimiz
     return int(state["epoch"]) + 1, float(state["best_val"])
 
 
+def _initial_weights(config: TrainConfig) -> TemporalModel:
+    """The ``init`` checkpoint's lifter: the same architecture, or a shallower one grown into it."""
+    source, _ = load_checkpoint(config.init)
+    if source.config == config.lifter:
+        return source
+    if source.config.filter_widths == config.lifter.filter_widths:
+        raise ModelError(f"init {config.init}: stores {source.config}, which differs from lifter: {config.lifter}")
+    return grow(source, config.lifter)
+
+
 def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = None, resume: bool = False,
           device: str = "cpu", progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
     """Train a lifter and write checkpoints to ``out_dir``.
@@ -198,7 +208,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
     if resume and last.exists():
         start, best = _resume_state(last, config, model, optimizer)
     elif config.init:
-        model.load_state_dict(load_checkpoint(config.init, config.lifter)[0].state_dict())
+        model.load_state_dict(_initial_weights(config).state_dict())
     for epoch in range(start, config.epochs):
         total, error = _train_epoch(model, optimizer, objective, epoch, device, progress)
         val = validate(model, val_batch, device, objective if objective.trajectory else None)

@@ -343,8 +343,30 @@ def test_shipped_training_config_and_its_variants_differ_only_in_kernel_widths()
     # The shipped run uses what helped in the ablation: the bone loss and the run-time torso.
     assert shipped.loss.bone > 0.0 and shipped.augment.torso_from_limbs
     assert shipped.augment.rate_prob == 0.0 and shipped.augment.evolve.fraction == 0.0
-    for name, widths in (("train_single_frame", (1, 1, 1)), ("train_rf81", (3, 3, 3, 3))):
+    for name, widths in (("train_single_frame", (1, 1, 1)),):
         variant = load_config(TrainConfig, configs / f"{name}.yaml")
         assert variant.lifter.filter_widths == widths, name
         same = replace(variant, lifter=replace(variant.lifter, filter_widths=shipped.lifter.filter_widths))
         assert to_dict(same) == to_dict(shipped), name
+    # The RF 81 from scratch differs in kernel widths and a shorter schedule.
+    rf81 = load_config(TrainConfig, configs / "train_rf81.yaml")
+    assert rf81.lifter.filter_widths == (3, 3, 3, 3) and rf81.epochs < shipped.epochs
+    same = replace(rf81, lifter=shipped.lifter, epochs=shipped.epochs, anneal_epoch=shipped.anneal_epoch)
+    assert to_dict(same) == to_dict(shipped)
+
+
+def test_second_stages_grow_the_first_stages_and_differ_only_in_kernel_widths():
+    configs = ABLATION.parent
+    grown = load_config(TrainConfig, configs / "train_grow81.yaml")
+    twin = load_config(TrainConfig, configs / "train_single_frame_grow.yaml")
+    stage1 = {"runs/lifter/best.pt": load_config(TrainConfig, configs / "train.yaml"),
+              "runs/single_frame/best.pt": load_config(TrainConfig, configs / "train_single_frame.yaml")}
+    for config in (grown, twin):
+        first = stage1[config.init]
+        # Growing appends one block to the first stage's network; data, losses and augmentation stay.
+        assert config.lifter.filter_widths[:-1] == first.lifter.filter_widths
+        assert replace(config.lifter, filter_widths=first.lifter.filter_widths) == first.lifter
+        assert (config.loss, config.augment, config.camera) == (first.loss, first.augment, first.camera)
+    assert grown.lifter.receptive_field == 81 and twin.lifter.receptive_field == 1
+    same = replace(twin, init=grown.init, lifter=grown.lifter)
+    assert to_dict(same) == to_dict(grown)

@@ -471,3 +471,43 @@ def test_pelvis_scale_pos_sees_position_but_not_size():
     win = torch.from_numpy(x[:9])[None]
     full = model(win)
     assert torch.allclose(model.forward_strided(win), full, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_grown_lifter_starts_as_its_source(causal):
+    from dataclasses import replace
+
+    from pipeline.lift import grow
+
+    source = make_model((3, 3), causal).eval()
+    deeper = replace(source.config, filter_widths=(3, 3, 3))
+    x = random_2d(60, b=1)
+    with torch.no_grad():
+        silent = grow(source, deeper, gate=0.0).eval()
+        assert silent.receptive_field == 27
+        # The wider context trims 18 more frames (9 at each end, or 18 at the start when causal); every
+        # frame it keeps is the source's.
+        kept = source(x)[:, 18:] if causal else source(x)[:, 9:-9]
+        np.testing.assert_allclose(silent(x).numpy(), kept.numpy(), atol=1e-5)
+        windows = x.unfold(1, 27, 1)[0].permute(0, 3, 1, 2)  # (34, 27, 17, 2)
+        np.testing.assert_allclose(silent.forward_strided(windows)[:, 0].numpy(), silent(x)[0].numpy(), atol=1e-5)
+        gated = grow(source, deeper).eval()
+        gap = (gated(x) - silent(x)).abs().max().item()
+        assert 0.0 < gap < 0.05 * silent(x).abs().max().item()
+    # The new block's parameters train: its gate passes gradients.
+    gated.train()
+    gated(x).sum().backward()
+    assert gated.layers_bn[3].weight.grad.abs().sum() > 0 and gated.layers_conv[2].weight.grad.abs().sum() > 0
+
+
+def test_grow_refuses_anything_but_appended_kernel_widths():
+    from dataclasses import replace
+
+    from pipeline.lift import grow
+
+    source = make_model((3, 3))
+    for bad in (replace(source.config, filter_widths=(3, 3)), replace(source.config, filter_widths=(3, 5, 3)),
+                replace(source.config, filter_widths=(3, 3, 3), channels=2 * C),
+                replace(source.config, filter_widths=(3, 3, 3), causal=True)):
+        with pytest.raises(ConfigError, match="cannot grow"):
+            grow(source, bad)

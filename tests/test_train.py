@@ -87,6 +87,17 @@ def test_init_starts_from_a_checkpoint_and_checks_its_architecture(tmp_path):
               tmp_path / "d", split=SPLIT)
 
 
+def test_init_grows_a_shallower_checkpoint_into_a_wider_receptive_field(tmp_path):
+    first = train(_tiny(epochs=3), tmp_path / "a", split=SPLIT)
+    deeper = replace(_tiny().lifter, filter_widths=(3, 3, 3))
+    scratch = train(_tiny(epochs=1, lifter=deeper), tmp_path / "b", split=SPLIT).best_val_mpjpe_mm
+    grown = train(_tiny(epochs=1, lr=1e-4, init=str(first.best), lifter=deeper), tmp_path / "c", split=SPLIT)
+    model, _ = load_checkpoint(grown.best)
+    assert model.receptive_field == 27
+    # It starts from the 3-epoch network, not from scratch.
+    assert grown.best_val_mpjpe_mm < 0.9 * scratch
+
+
 def test_temporal_loss_terms_train(tmp_path):
     cfg = _tiny(epochs=1, loss=LossConfig(velocity=2.0, acceleration=10.0, limb_length=1.5, frames=3))
     seen = []

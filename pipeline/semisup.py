@@ -152,9 +152,9 @@ def train_semi(config: TrainConfig, out_dir: str | Path, split, device: str = "c
         if val < best:
             best = val
             meta = {"epoch": epoch, "val_mpjpe_mm": val, "config": to_dict(config), "semi_supervised": True}
-            save_checkpoint(out / "best.pt", nets.pose, train_fps=config.fps,
-                            torso_from_limbs=config.augment.torso_from_limbs, extra=meta)
-            save_checkpoint(out / "trajectory.pt", nets.trajectory, train_fps=config.fps, extra=meta)
+            for name, net in (("best.pt", nets.pose), ("trajectory.pt", nets.trajectory)):
+                save_checkpoint(out / name, net, train_fps=config.fps,
+                                torso_from_limbs=config.augment.torso_from_limbs, extra=meta)
         if progress:
             progress(TrainProgress(epoch, config.epochs, steps - 1, steps, terms.total.item(), terms.pose.item() * 1000,
                                    lr, 0.0, val_mpjpe_mm=val))

@@ -131,18 +131,21 @@ class TrajectoryLifter:
         model: A ``target: trajectory`` network.
         train_fps: Its training rate; tracks are resampled to it and back.
         device: Torch device.
+        torso_from_limbs: The network trained on the 2D torso rebuilt from hips and shoulders; inputs get it too.
     """
 
-    def __init__(self, model: TemporalModel, train_fps: float, device: str = "cpu") -> None:
+    def __init__(self, model: TemporalModel, train_fps: float, device: str = "cpu",
+                 torso_from_limbs: bool = False) -> None:
         if model.config.target != "trajectory":
             raise ConfigError("this checkpoint is a pose lifter, not a trajectory model (target: trajectory)")
         self.model, self.train_fps, self.device = model.eval().to(device), float(train_fps), device
+        self.torso_from_limbs = torso_from_limbs
 
     @classmethod
     def load(cls, weights, device: str = "cpu") -> "TrajectoryLifter":
         """Load a trajectory checkpoint written by ``pose3d train`` with ``lifter.target: trajectory``."""
         model, meta = load_checkpoint(weights)
-        return cls(model, meta["train_fps"], device)
+        return cls(model, meta["train_fps"], device, meta["torso_from_limbs"])
 
     def lift(self, keypoints: np.ndarray, width: int, height: int, fps: float, focal: float | None = None,
              flip: bool = True) -> np.ndarray:
@@ -158,6 +161,9 @@ class TrajectoryLifter:
         Returns:
             (T, 3) float32 camera-frame metres.
         """
+        from pipeline.keypoints import rebuild_torso
+
+        keypoints = rebuild_torso(keypoints) if self.torso_from_limbs else keypoints
         f = focal or focal_from_fov(width, height, DEFAULT_FOV_DEG)
         rays = to_rays(keypoints.astype(np.float64), f, np.array([width / 2.0, height / 2.0]))
         same = abs(fps - self.train_fps) < 1e-3 * self.train_fps
@@ -186,7 +192,7 @@ class TrajectoryReport:
 
 
 def evaluate_trajectory(model: TemporalModel, clips, camera, *, segment_frames: int = 250, seed: int = 0,
-                        device: str = "cpu", progress=None) -> TrajectoryReport:
+                        device: str = "cpu", torso_from_limbs: bool = False, progress=None) -> TrajectoryReport:
     """Film held-out clips with seeded random cameras and measure the predicted pelvis positions.
 
     Args:
@@ -196,6 +202,7 @@ def evaluate_trajectory(model: TemporalModel, clips, camera, *, segment_frames: 
         segment_frames: Frames per camera segment.
         seed: Seed of cameras and noise.
         device: Torch device.
+        torso_from_limbs: Give the network the 2D torso rebuilt from hips and shoulders (after the noise).
         progress: Called with (segments done, total).
 
     Returns:
@@ -204,6 +211,7 @@ def evaluate_trajectory(model: TemporalModel, clips, camera, *, segment_frames: 
     from pipeline.cameras import film
     from pipeline.dataset import corrupt_2d
     from pipeline.evaluate import NOISY_2D, _segments
+    from pipeline.keypoints import rebuild_torso
 
     gen = torch.Generator().manual_seed(seed)
     # As pipeline.evaluate: a segment's camera already frames seconds of motion; do not shrink it further.
@@ -216,6 +224,7 @@ def evaluate_trajectory(model: TemporalModel, clips, camera, *, segment_frames: 
         truth, cam = shot.poses3d[:, 0], shot.camera
         uv = torch.from_numpy(shot.keypoints)[None]
         for protocol, uv2d in (("gt", uv), ("noisy", corrupt_2d(uv, NOISY_2D, gen))):
+            uv2d = rebuild_torso(uv2d) if torso_from_limbs else uv2d
             rays = to_rays(uv2d[0].numpy().astype(np.float64), cam.focal, cam.center)
             pred = infer_roots(model, rays.astype(np.float32), device=device)
             err = np.linalg.norm(pred - truth, axis=-1)

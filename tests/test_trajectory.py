@@ -83,6 +83,21 @@ def test_lifter_rejects_a_pose_checkpoint(tmp_path):
     assert roots.shape == (12, 3) and roots.dtype == np.float32
 
 
+def test_trajectory_lifter_gives_the_network_the_torso_its_checkpoint_trained_on(tmp_path):
+    from _synth import randomize_bn
+    from pipeline.keypoints import rebuild_torso
+
+    torch.manual_seed(0)
+    model = randomize_bn(TemporalModel(TRAJ), 0)
+    kp = np.random.default_rng(2).uniform(400, 600, (20, 17, 2))
+    for flag in (False, True):
+        save_checkpoint(tmp_path / "t.pt", model, train_fps=50.0, torso_from_limbs=flag)
+        lifter = TrajectoryLifter.load(tmp_path / "t.pt")
+        out = lifter.lift(kp, 1280, 720, fps=50.0, focal=1000.0)
+        rebuilt = lifter.lift(rebuild_torso(kp), 1280, 720, fps=50.0, focal=1000.0)
+        assert lifter.torso_from_limbs == flag and np.allclose(out, rebuilt, atol=1e-6) == flag
+
+
 def test_training_pairs_are_rays_and_absolute_pelvis_positions():
     rng = np.random.default_rng(0)
     joints = torch.from_numpy(rng.normal(0, 0.3, (200, 17, 3)).astype(np.float32) + [0, 1, 0])

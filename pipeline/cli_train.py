@@ -53,15 +53,15 @@ def train(
                   f"checkpoints: {result.best}, {result.last}")
 
 
-def _evaluate_trajectory(lifter, clips, cfg, segment: int, seed: int, torso: str, json_out: Optional[Path],
-                         progress) -> None:
+def _evaluate_trajectory(lifter, clips, cfg, segment: int, seed: int, torso_from_limbs: bool,
+                         json_out: Optional[Path], progress) -> None:
     """``pose3d evaluate`` for a trajectory checkpoint: pelvis position error on the held-out subjects."""
     from dataclasses import asdict
 
     from pipeline.trajectory import evaluate_trajectory
 
     r = evaluate_trajectory(lifter.model, clips, cfg.camera, segment_frames=segment, seed=seed,
-                            device=lifter.device, torso_from_limbs=torso == "limbs", progress=progress)
+                            device=lifter.device, torso_from_limbs=torso_from_limbs, progress=progress)
     lines = ["| 2D | pelvis position error (mm) | depth error (mm) | error / distance |", "|---|---:|---:|---:|"]
     lines += [f"| {p} | {r.position_mm[p]:.0f} | {r.depth_mm[p]:.0f} | {100 * r.relative[p]:.1f}% |" for p in r.position_mm]
     typer.echo("\n".join(lines))
@@ -103,18 +103,19 @@ def evaluate(
         cfg = replace(cfg, test_subjects=tuple(s.strip() for s in subjects.split(",")))
     lifter = Lifter.load(weights, device)
     torso = ("limbs" if lifter.torso_from_limbs else "mocap") if torso == "auto" else torso
+    limbs = torso == "limbs"
     cfg = replace(cfg, fps=lifter.train_fps, camera=replace(cfg.camera, off_centre=not centred))
     with _progress() as bar:
         task = bar.add_task("reading mocap", total=None, info="")
         split = load_split(cfg, progress=lambda d, t: bar.update(task, completed=d, total=t))
         task = bar.add_task("evaluating", total=None, info=f"subjects {','.join(cfg.test_subjects)}")
         if lifter.model.config.target == "trajectory":
-            _evaluate_trajectory(lifter, split.test, cfg, segment, seed, torso, json_out,
+            _evaluate_trajectory(lifter, split.test, cfg, segment, seed, limbs, json_out,
                                  lambda d, t: bar.update(task, completed=d, total=t))
             return
         report = run_eval(lifter.model, split.test, cfg.camera, segment_frames=segment, seed=seed,
                           joints=tuple(range(17)) if all_joints else H36M_LIMB_JOINTS, device=lifter.device,
-                          torso_from_limbs=torso == "limbs",
+                          torso_from_limbs=limbs,
                           progress=lambda d, t: bar.update(task, completed=d, total=t))
     typer.echo(format_report(report))
     typer.echo(f"\nsubjects {', '.join(report.subjects)}; {report.segments} camera segments; "

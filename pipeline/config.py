@@ -235,8 +235,8 @@ class TrainConfig:
         seed: Random seed.
         init: Checkpoint whose weights start the run: fine-tuning when its stored architecture equals
             ``lifter``; growing it when ``lifter`` only appends kernel widths (:func:`pipeline.lift.grow`,
-            e.g. receptive field 27 -> 81). None starts from random weights. Ignored when resuming from ``last.pt``; not for
-            semi-supervised runs.
+            e.g. receptive field 27 -> 81). None starts from random weights. Ignored when resuming from
+            ``last.pt``; not for semi-supervised runs.
         lifter, camera, augment, loss: Sub-configurations.
         semi: Semi-supervised back-projection (paper 002); off by default.
     """

@@ -157,8 +157,8 @@ def grow(source: TemporalModel, config: LifterConfig, gate: float = 1e-2) -> Tem
     model = TemporalModel(config)
     missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
     new_blocks = range(len(old) - 1, len(config.filter_widths) - 1)
-    assert not unexpected and all(k.split(".")[1] in {str(2 * b + i) for b in new_blocks for i in (0, 1)}
-                                  for k in missing), (missing, unexpected)
+    new_layers = {str(2 * b + i) for b in new_blocks for i in (0, 1)}  # layers_conv.N / layers_bn.N
+    assert not unexpected and {k.split(".")[1] for k in missing} <= new_layers, (missing, unexpected)
     with torch.no_grad():
         for b in new_blocks:
             model.layers_bn[2 * b + 1].weight.fill_(gate)
@@ -316,9 +316,9 @@ class Lifter:
     @classmethod
     def load(cls, weights=None, device: str = "auto", config: LifterConfig | None = None) -> "Lifter":
         """Load ``weights`` (default: the shipped lifter) onto ``device`` ('auto', 'cpu', 'cuda')."""
-        device = resolve_device(device)
-        from pipeline.checkpoint import load_checkpoint
+        from pipeline.checkpoint import load_checkpoint  # it builds on this module
 
+        device = resolve_device(device)
         model, meta = load_checkpoint(weights or default_weights(), config)
         return cls(model, meta["train_fps"], device, meta["torso_from_limbs"])
 

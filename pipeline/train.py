@@ -209,12 +209,12 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
         start, best = _resume_state(last, config, model, optimizer)
     elif config.init:
         model.load_state_dict(_initial_weights(config).state_dict())
+    torso = config.augment.torso_from_limbs
     for epoch in range(start, config.epochs):
         total, error = _train_epoch(model, optimizer, objective, epoch, device, progress)
         val = validate(model, val_batch, device, objective if objective.trajectory else None)
         state = {"epoch": epoch, "best_val": min(best, val), "optimizer": optimizer.state_dict(),
                  "config": to_dict(config)}
-        torso = config.augment.torso_from_limbs
         save_checkpoint(last, model, train_fps=config.fps, torso_from_limbs=torso,
                         extra={"train_state": state, "val_mpjpe_mm": val})
         if val < best:

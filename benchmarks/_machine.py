@@ -6,6 +6,8 @@ import os
 import platform
 from pathlib import Path
 
+import torch
+
 
 def cpu_name() -> str:
     """The CPU model from /proc/cpuinfo (else what the platform module knows)."""
@@ -20,8 +22,6 @@ def cpu_name() -> str:
 
 def device_name(device: str) -> str:
     """A GPU's name for "cuda[:N]", else the CPU with its core and torch thread counts."""
-    import torch
-
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
     return f"{cpu_name()} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"

@@ -1,7 +1,7 @@
 """Training throughput with each training-data method on and off (multi-rate sampling, evolution, bone loss).
 
 For every training config given (default: the four ``configs/ablation/*.yaml``), builds the trainer's
-:class:`pipeline.dataset.PoseWindows` on the config's training subjects and times, in interleaved rounds so
+:class:`pipeline.training.dataset.PoseWindows` on the config's training subjects and times, in interleaved rounds so
 a busy machine slows every config alike:
 
 * ``sample``: drawing one batch of windows alone (cameras, augmentation, evolution);
@@ -29,12 +29,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.config import TrainConfig, load_config  # noqa: E402
-from pipeline.dataset import PoseWindows  # noqa: E402
-from pipeline.evolve import evolve_windows  # noqa: E402
-from pipeline.lift import TemporalModel  # noqa: E402
-from pipeline.losses import total_loss  # noqa: E402
-from pipeline.train import _strided_k, load_split  # noqa: E402
+from pipeline.config import load_config
+from pipeline.lifting.model import TemporalModel
+from pipeline.training.config import TrainConfig
+from pipeline.training.dataset import PoseWindows
+from pipeline.training.evolve import evolve_windows
+from pipeline.training.losses import total_loss
+from pipeline.training.objective import strided_k
+from pipeline.training.split import load_split
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = [ROOT / "configs" / "ablation" / f"{n}.yaml" for n in ("baseline", "multirate", "evolve", "boneloss")]
@@ -61,7 +63,7 @@ class Case:
 
     def step(self) -> None:
         x, y = self.windows.sample(self.cfg.batch_size, self.gen)
-        terms = total_loss(_strided_k(self.model, x, self.cfg.loss.frames), y, self.cfg.loss)
+        terms = total_loss(strided_k(self.model, x, self.cfg.loss.frames), y, self.cfg.loss)
         self.optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
         self.optimizer.step()

@@ -2,7 +2,7 @@
 
 Times, on a synthetic 10,000-frame track (a figure whose limbs follow smooth random trajectories), the
 bank plan alone (Algorithm 1 + choosing the poses to fuse) and the whole lift with
-:func:`pipeline.bank.infer_with_bank` in each mode, with the shipped lifter when ``weights/lifter.pt``
+:func:`pipeline.lifting.bank.infer_with_bank` in each mode, with the shipped lifter when ``weights/lifter.pt``
 exists (else a random one of the same size). Prints the fraction of frames whose window got bank poses:
 about 80% on this track, more than on mocap (a third online, half offline on the validation subjects), so
 the figures are on the slow side. Frames with bank poses are lifted one window each by the strided pass.
@@ -24,10 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.bank import PoseBankConfig, infer_with_bank, plan_fusion  # noqa: E402
-from pipeline.config import LifterConfig  # noqa: E402
-from pipeline.checkpoint import load_checkpoint  # noqa: E402
-from pipeline.lift import TemporalModel, default_weights  # noqa: E402
+from pipeline.lifting.bank import PoseBankConfig, infer_with_bank, plan_fusion
+from pipeline.lifting.checkpoint import load_checkpoint
+from pipeline.lifting.lifter import default_weights
+from pipeline.lifting.model import LifterConfig, TemporalModel
 
 
 def synthetic_track(frames: int, seed: int = 0) -> np.ndarray:

@@ -21,8 +21,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.batch import BatchConfig, plan_batch, run_batch  # noqa: E402
+from pipeline.batch.plan import BatchConfig, plan_batch  # noqa: E402
+from pipeline.batch.runner import run_batch  # noqa: E402
+from pipeline.evaluation.synth import SynthConfig, synthesize, write_clip  # noqa: E402
+from pipeline.evaluation.video import slice_motion  # noqa: E402
 from pipeline.run import load_run_config  # noqa: E402
+from pipeline.training.mocap import load_motion  # noqa: E402
+from tests.support.clips import write_clip as write_pattern  # noqa: E402
 
 MOCAP = ROOT.parent / "shared" / "data" / "mocap" / "cmu" / "asfamc"
 # Held-out subjects (never trained on): a walk, a jog, a jump and a karate kick.
@@ -31,10 +36,6 @@ MOTIONS = ["02/02_01.amc.gz", "02/02_03.amc.gz", "02/02_04.amc.gz", "135/135_04.
 
 def make_clips(folder: Path, clips: int, seconds: float, width: int, height: int) -> str:
     """Write ``clips`` clips of ``seconds`` s at 30 fps into ``folder`` (half of them one level down)."""
-    from pipeline.evaluate_video import slice_motion
-    from pipeline.mocap import load_motion
-    from pipeline.synth import SynthConfig, synthesize, write_clip
-
     walks = [MOCAP / m for m in MOTIONS if (MOCAP / m).exists()]
     for i in range(clips):
         path = folder / ("sub" if i % 2 else "") / f"clip{i:02d}.mp4"
@@ -44,9 +45,6 @@ def make_clips(folder: Path, clips: int, seconds: float, width: int, height: int
             motion = slice_motion(motion, 0.5, min(seconds, len(motion.joints) / motion.fps - 0.5))
             write_clip(synthesize(motion, SynthConfig(width=width, height=height, fps=30.0, seed=i)), path)
         else:
-            sys.path.insert(0, str(ROOT / "tests"))
-            from _clips import write_clip as write_pattern
-
             write_pattern(path, frames=int(30 * seconds), width=width, height=height, fps=30.0, seed=i)
     return f"{len(walks)} rendered CMU motions of held-out subjects" if walks else "drifting patterns (no mocap found)"
 

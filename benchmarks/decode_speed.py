@@ -1,4 +1,4 @@
-"""Decode-only throughput (frames/s) and peak memory of :class:`pipeline.video.VideoReader`.
+"""Decode-only throughput (frames/s) and peak memory of :class:`pipeline.io.video.VideoReader`.
 
 Decodes the clip once, then ``--repeats`` more times in a loop: if the reader streams in bounded memory the
 peak RSS after many passes (many times the clip's length worth of frames) matches the peak after one.
@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.video import VideoReader, ffmpeg_exe  # noqa: E402
+from pipeline.io.ffmpeg import ffmpeg_exe
+from pipeline.io.video import VideoReader
 
 SHARED = Path(os.environ.get("POSE3D_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 

@@ -1,6 +1,6 @@
 """Lifter inference throughput (frames/s) for VideoPose3D-sized architectures.
 
-Times :func:`pipeline.lift.infer` on one long random 2D sequence for receptive fields 27, 81 and 243
+Times :func:`pipeline.lifting.model.infer` on one long random 2D sequence for receptive fields 27, 81 and 243
 (kernel widths 3,3,3 / 3,3,3,3 / 3,3,3,3,3) and, when ``weights/lifter.pt`` exists, the shipped lifter, with
 flip test-time augmentation on and off, on the CPU and on CUDA when a GPU is visible. Weights are random
 (speed does not depend on them). Each case gets a warm-up run, then the median of ``--repeats`` runs.
@@ -26,9 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _machine import device_name  # noqa: E402
-from pipeline.config import LifterConfig  # noqa: E402
-from pipeline.checkpoint import load_checkpoint  # noqa: E402
-from pipeline.lift import TemporalModel, default_weights, infer  # noqa: E402
+
+from pipeline.lifting.checkpoint import load_checkpoint
+from pipeline.lifting.lifter import default_weights
+from pipeline.lifting.model import LifterConfig, TemporalModel, infer
 
 ARCHS = {27: (3, 3, 3), 81: (3, 3, 3, 3), 243: (3, 3, 3, 3, 3)}
 

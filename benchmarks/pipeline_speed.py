@@ -26,9 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.io.ffmpeg import ffmpeg_exe, probe  # noqa: E402
+from pipeline.io.video import VideoReader  # noqa: E402
 from pipeline.run import RunConfig  # noqa: E402
-from pipeline.twod import TwoDStage  # noqa: E402
-from pipeline.video import VideoReader, ffmpeg_exe, probe  # noqa: E402
+from pipeline.twod.stage import TwoDStage  # noqa: E402
 
 _RSS_CHILD = """
 import json, resource, sys

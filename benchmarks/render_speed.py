@@ -35,8 +35,9 @@ from matplotlib.figure import Figure  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.render import PersonFrame, Renderer, RenderConfig  # noqa: E402
-from pipeline.skeleton import H36M17  # noqa: E402
+from pipeline.render.renderer import Renderer
+from pipeline.render.style import PersonFrame, RenderConfig
+from pipeline.skeleton import H36M17
 
 W, H, FPS = 1920, 1080, 30.0
 # H36M-17 camera-frame metres (y down), pelvis at 0, facing the camera.

@@ -1,6 +1,6 @@
 """How human the synthetic figure looks to a real 2D detector: MediaPipe BlazePose on rendered clips.
 
-For every (motion, seed) pair the script renders a clip with :func:`pipeline.synth.synthesize` (a different
+For every (motion, seed) pair the script renders a clip with :func:`pipeline.evaluation.synth.synthesize` (a different
 random camera, look and scene per seed), runs MediaPipe Pose in video mode (``model_complexity=1``, the
 one bundled offline) and prints, per clip:
 
@@ -30,9 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.mocap import load_manifest, load_motion, resample  # noqa: E402
-from pipeline.skeleton import H36M17  # noqa: E402
-from pipeline.synth import SynthConfig, person_height_px, synthesize  # noqa: E402
+from pipeline.evaluation.synth import SynthConfig, person_height_px, synthesize
+from pipeline.skeleton import H36M17
+from pipeline.training.mocap import load_manifest, load_motion, resample
 
 MOCAP = Path(__file__).resolve().parents[2] / "shared" / "data" / "mocap" / "cmu"
 # MediaPipe Pose landmark id -> H36M joint (MediaPipe's odd ids are the person's left side).

@@ -22,9 +22,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.tracks import TrackBuilder, appearance  # noqa: E402
-from pipeline.twod import TwoDConfig, TwoDStage  # noqa: E402
-from pipeline.video import VideoReader, probe  # noqa: E402
+from pipeline.io.ffmpeg import probe  # noqa: E402
+from pipeline.io.video import VideoReader  # noqa: E402
+from pipeline.twod.stage import TwoDConfig, TwoDStage  # noqa: E402
+from pipeline.twod.tracks import TrackBuilder, appearance  # noqa: E402
 
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 # People who appear in each clip (counted by watching it); pedestrians has too many to count reliably.

@@ -4,7 +4,7 @@ Times, on one real frame (a clip under ``/work/shared/data/videos/`` when presen
 
 * YOLO11n built untrained from Ultralytics' ``yolo11n.yaml`` (640 px), per frame;
 * HRNet-W32 and RTMPose-m (``--models`` adds HRNet-W48, RSN-50, MSPN-50) with random weights, through
-  :class:`pipeline.keypoints_mmpose.MMPoseEstimator`, for 1 and 4 person boxes per frame (one batch), with
+  :class:`pipeline.twod.mmpose_topdown.MMPoseEstimator`, for 1 and 4 person boxes per frame (one batch), with
   flip test off and on; per frame and per crop (frame time / crops).
 
 On the CPU, and on CUDA (named) when torch sees a GPU. Speed does not depend on the weights' values. Each case
@@ -32,8 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import cv2  # noqa: E402
 from _machine import cpu_name  # noqa: E402
-from pipeline.keypoints_mmpose import MMPoseConfig, MMPoseEstimator  # noqa: E402
+
+from pipeline.twod.detect import DetectorConfig, YoloDetector  # noqa: E402
+from pipeline.twod.mmpose_topdown import MMPoseConfig, MMPoseEstimator  # noqa: E402
 
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 PREFERRED = ("two_kids_jumping_sam2.mp4", "running_track_phalp.mp4", "dance_aerobics_romp.mp4")
@@ -41,8 +44,6 @@ PREFERRED = ("two_kids_jumping_sam2.mp4", "running_track_phalp.mp4", "dance_aero
 
 def load_frame(videos: Path) -> tuple[np.ndarray, str]:
     """A BGR frame 1 s into the first readable clip in ``videos``, else a synthetic 720p frame."""
-    import cv2
-
     clips = [videos / n for n in PREFERRED] + (sorted(videos.glob("*.mp4")) if videos.is_dir() else [])
     for clip in clips:
         if not clip.is_file():
@@ -81,8 +82,6 @@ def median_ms(call, repeats: int, device: str) -> float:
 
 def time_yolo(frame: np.ndarray, device: str, repeats: int) -> float:
     """YOLO11n (untrained, from yolo11n.yaml) per-frame ms at 640 px, through the pipeline's own detector."""
-    from pipeline.detect import DetectorConfig, YoloDetector
-
     detector = YoloDetector(DetectorConfig(model="yolo11n.yaml", conf=0.0), device=device)
     return median_ms(lambda: detector.detect(frame), repeats, device)
 

@@ -47,7 +47,7 @@ from typing import TypeVar
 import numpy as np
 
 from pipeline.errors import ShapeError
-from pipeline.skeleton import COCO17, H36M17
+from pipeline.skeleton import COCO17, H36M17, get_skeleton
 
 # H36M index -> COCO index for the joints that exist in both.
 _DIRECT = {1: 12, 2: 14, 3: 16, 4: 11, 5: 13, 6: 15, 9: 0, 11: 5, 12: 7, 13: 9, 14: 6, 15: 8, 16: 10}
@@ -129,8 +129,6 @@ def h36m_to_coco(keypoints: np.ndarray) -> np.ndarray:
 
 def to_h36m(keypoints: np.ndarray, scores: np.ndarray | None, fmt: str) -> tuple[np.ndarray, np.ndarray]:
     """Bring keypoints in format ``fmt`` ('h36m17' or 'coco17') to H36M-17. Returns (keypoints, scores)."""
-    from pipeline.skeleton import get_skeleton
-
     skeleton = get_skeleton(fmt)
     if skeleton is COCO17:
         return coco_to_h36m(keypoints, scores)

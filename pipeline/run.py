@@ -16,19 +16,22 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from pipeline.bank import PoseBankConfig
-from pipeline.cleanup import CleanConfig, Cleaner
+from pipeline.assets import shipped_weights
+from pipeline.cleanup.cleaner import CleanConfig, Cleaner
 from pipeline.config import load_config
 from pipeline.errors import ModelError
-from pipeline.export import export_tracks
+from pipeline.io.export import export_tracks
+from pipeline.io.ffmpeg import probe
+from pipeline.io.video import VideoReader, VideoWriter
 from pipeline.keypoints import coco_to_h36m, fill_gaps
-from pipeline.lift import Lifter, default_weights, resolve_device
-from pipeline.render import RenderConfig, Renderer, frames_of
-from pipeline.twod import TwoDConfig, TwoDModels, TwoDStage, resolve_backend
-from pipeline.trajectory import TrajectoryLifter, focal_from_fov
+from pipeline.lifting.bank import PoseBankConfig
+from pipeline.lifting.lifter import Lifter, resolve_device
+from pipeline.lifting.trajectory import TrajectoryLifter, focal_from_fov
+from pipeline.lifting.world import estimate_world
+from pipeline.render.renderer import Renderer, frames_of
+from pipeline.render.style import RenderConfig
+from pipeline.twod.stage import TwoDConfig, TwoDModels, TwoDStage, resolve_backend
 from pipeline.types import Frame, Track, VideoInfo
-from pipeline.video import VideoReader, VideoWriter, probe
-from pipeline.world import estimate_world
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,8 @@ class LiftStageConfig:
     Attributes:
         weights: Lifter checkpoint; None uses the shipped ``weights/lifter.pt``.
         flip: Flip test-time augmentation.
-        pose_bank: Long-term pose bank fused into the lifter's windows (paper 003, :mod:`pipeline.bank`).
-        trajectory: Also estimate where each person is (camera-frame pelvis positions, :mod:`pipeline.trajectory`):
+        pose_bank: Long-term pose bank fused into the lifter's windows (paper 003, :mod:`pipeline.lifting.bank`).
+        trajectory: Also estimate where each person is (camera-frame pelvis positions, :mod:`pipeline.lifting.trajectory`):
             exported as ``root3d`` and world-frame joints, and drawn as movement over the floor.
         trajectory_weights: Trajectory checkpoint; None uses the shipped ``weights/trajectory.pt``.
         fov_deg: The camera's field of view across the longer image side, degrees, for the trajectory's metric
@@ -62,10 +65,10 @@ class RunConfig:
         decode_max_size: Longest image side given to the 2D stage, pixels (keypoints are mapped back to
             full resolution); 0 keeps the original size.
         device: 'auto', 'cpu' or 'cuda' for the networks that use torch.
-        weights_dir: Where model weights live (None: ``$POSE3D_WEIGHTS_DIR``, else the repository's weights/).
+        weights_dir: Where the downloaded YOLO / mmpose weights live (None: :func:`pipeline.io.weights.weights_dir`).
         fetch_weights: With backend "auto", download missing YOLO/mmpose weights when the host is online.
         crf: H.264 quality of the output video (lower is better and bigger).
-        twod, clean, lift, render: Stage settings (clean: the 2D clean-up before lifting, pipeline/cleanup.py).
+        twod, clean, lift, render: Stage settings (clean: the 2D clean-up before lifting, pipeline/cleanup/cleaner.py).
     """
 
     decode_max_size: int = 1280
@@ -204,7 +207,7 @@ def load_trajectory(config: LiftStageConfig, device: str) -> TrajectoryLifter | 
     """The trajectory model the lift settings ask for (None when ``trajectory`` is off)."""
     if not config.trajectory:
         return None
-    path = Path(config.trajectory_weights) if config.trajectory_weights else default_weights().with_name("trajectory.pt")
+    path = Path(config.trajectory_weights) if config.trajectory_weights else shipped_weights("trajectory.pt")
     if not path.is_file():
         raise ModelError(f"trajectory weights not found: {path} (train them with `pose3d train --config "
                          "configs/trajectory.yaml`, pass --trajectory-weights, or run without --trajectory)")

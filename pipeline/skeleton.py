@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Skeleton:
@@ -84,8 +86,6 @@ H36M_LIMB_JOINTS = (0, 1, 2, 3, 4, 5, 6, 11, 12, 13, 14, 15, 16)
 
 def get_skeleton(name: str) -> Skeleton:
     """Look a skeleton up by its file name (``h36m17`` or ``coco17``)."""
-    from pipeline.errors import ConfigError
-
     try:
         return SKELETONS[name]
     except KeyError:

@@ -112,12 +112,12 @@ class Track:
     Attributes:
         track_id: Identity, stable over the clip.
         frames: (T,) int64 frame indices, strictly increasing; consecutive except where the person was away
-            longer than the gap filling covers and was re-identified afterwards (see :mod:`pipeline.tracks`).
+            longer than the gap filling covers and was re-identified afterwards (see :mod:`pipeline.twod.tracks`).
         keypoints: (T, 17, 2) float32 COCO-17 pixels (NaN where the person was not seen).
         scores: (T, 17) float32 keypoint confidences in [0, 1] (0 where not seen).
         interpolated: (T,) bool, True for frames filled in across a short gap.
         poses3d: (T, 17, 3) float32 H36M-17 camera-frame metres, pelvis at the origin; None before lifting.
-        root3d: (T, 3) float32 camera-frame metres of the pelvis (the trajectory, :mod:`pipeline.trajectory`);
+        root3d: (T, 3) float32 camera-frame metres of the pelvis (the trajectory, :mod:`pipeline.lifting.trajectory`);
             None unless the trajectory was estimated. ``poses3d + root3d[:, None]`` places the person.
     """
 

@@ -8,17 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import (
-    AugmentConfig,
-    CameraConfig,
-    LifterConfig,
-    LossConfig,
-    TrainConfig,
-    from_dict,
-    load_config,
-    to_dict,
-)
+from pipeline.config import from_dict, load_config, to_dict
 from pipeline.errors import ConfigError
+from pipeline.lifting.model import LifterConfig
+from pipeline.run import RunConfig
+from pipeline.training.ankle import AnkleTrainConfig
+from pipeline.training.config import AugmentConfig, CameraConfig, LossConfig, TrainConfig
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.y*ml"))
 
@@ -178,8 +173,6 @@ def test_missing_and_invalid_files(tmp_path):
 def test_shipped_configs_load(path):
     if path is None:
         pytest.skip("configs/ holds no YAML files yet")
-    from pipeline.ankle_train import AnkleTrainConfig
-    from pipeline.run import RunConfig
 
     cls = RunConfig if path.name.startswith("run") else AnkleTrainConfig if path.name == "train_ankle.yaml" \
         else TrainConfig
@@ -190,15 +183,11 @@ def test_shipped_configs_load(path):
 
 
 def test_run_config_file_is_the_defaults():
-    from pipeline.run import RunConfig
-
     path = Path(__file__).resolve().parents[1] / "configs" / "run.yaml"
     assert load_config(RunConfig, path) == RunConfig()
 
 
 def test_yaml_bare_off_is_the_word_off(tmp_path):
-    from pipeline.run import RunConfig
-
     path = tmp_path / "r.yaml"
     path.write_text("lift:\n  pose_bank:\n    mode: off\n")
     assert load_config(RunConfig, path).lift.pose_bank.mode == "off"

@@ -5,22 +5,24 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.checkpoint import save_checkpoint
-from pipeline.cli import app
-from pipeline.config import LifterConfig
-from pipeline.export import export_tracks, load_tracks_json
-from pipeline.lift import Lifter, TemporalModel
-from pipeline.run import RunConfig, run_video
+from pipeline.cli.app import app
+from pipeline.errors import InputError, ModelError
+from pipeline.io.export import export_tracks, load_tracks_json
+from pipeline.io.ffmpeg import ffmpeg_exe, probe
+from pipeline.lifting.checkpoint import save_checkpoint
+from pipeline.lifting.lifter import Lifter
+from pipeline.lifting.model import LifterConfig, TemporalModel
+from pipeline.run import LiftStageConfig, RunConfig, load_trajectory, run_video
 from pipeline.types import Track, VideoInfo
-from pipeline.video import ffmpeg_exe, probe
+from tests.support.synth import SHARED
 
-from _synth import SHARED
 VIDEOS = SHARED / "data" / "videos"
 needs_videos = pytest.mark.skipif(not (VIDEOS / "two_kids_jumping_sam2.mp4").exists(),
                                   reason="../shared/data/videos not present")
@@ -78,8 +80,6 @@ def test_exports_round_trip(tmp_path):
 
 
 def test_unknown_export_suffix_is_an_input_error(tmp_path):
-    from pipeline.errors import InputError
-
     with pytest.raises(InputError, match="unknown format"):
         export_tracks(tmp_path / "t.txt", [_track(1, [0])], INFO)
 
@@ -124,8 +124,6 @@ def test_cli_run_error_paths(tmp_path, tiny_weights):
 
 @needs_videos
 def test_run_with_trajectory_places_people(kids_clip, tiny_weights, tmp_path):
-    from dataclasses import replace
-
     traj = tmp_path / "traj.pt"
     save_checkpoint(traj, TemporalModel(LifterConfig(filter_widths=(3, 3), channels=16, target="trajectory",
                                                      input_norm="pelvis_scale_pos_size")).eval(), train_fps=50.0)
@@ -140,11 +138,6 @@ def test_run_with_trajectory_places_people(kids_clip, tiny_weights, tmp_path):
 
 
 def test_trajectory_asked_for_without_weights_is_a_model_error(tmp_path):
-    from dataclasses import replace
-
-    from pipeline.errors import ModelError
-    from pipeline.run import LiftStageConfig, load_trajectory
-
     with pytest.raises(ModelError, match="not found"):
         load_trajectory(replace(LiftStageConfig(), trajectory=True, trajectory_weights=str(tmp_path / "no.pt")), "cpu")
     assert load_trajectory(LiftStageConfig(), "cpu") is None

@@ -1,0 +1,5 @@
+"""``python -m pipeline …``: the same command line as ``pose3d …``."""
+
+from pipeline.cli.app import app
+
+app(prog_name="pose3d")

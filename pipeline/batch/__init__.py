@@ -1,0 +1,3 @@
+"""``pose3d batch``: folders of clips through the pipeline, resumably, locally or on a Ray cluster."""
+
+

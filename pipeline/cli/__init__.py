@@ -1,0 +1,3 @@
+"""The ``pose3d`` command line: parses arguments, draws progress and calls the library."""
+
+

@@ -1,0 +1,3 @@
+"""Evaluation: metrics, held-out protocols, rendered clips and ablations. Never imported by inference."""
+
+

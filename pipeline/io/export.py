@@ -1,0 +1,246 @@
+"""Stage 6 (data side): read and write keypoint / pose files that other tools consume.
+
+``pose3d lift`` input (``.npz``):
+    keypoints (T, J, 2) float pixels (NaN where missing); scores (T, J) optional; width, height (pixels);
+    fps (Hz); format ('h36m17' or 'coco17').
+
+``pose3d lift`` output (``.npz``):
+    poses3d (T, 17, 3) float32 metres, camera frame (x right, y down, z forward), pelvis at the origin;
+    joint_names (17,) str (H36M-17 order); fps; keypoints2d (T, 17, 2) the H36M-17 pixel input used; with
+    --trajectory also root3d (T, 3) float32, the pelvis's camera-frame position in metres.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import InputError, ShapeError
+from pipeline.lifting.world import estimate_world, placed_poses
+from pipeline.skeleton import COCO17, H36M17, get_skeleton
+from pipeline.types import Track
+
+
+@dataclass(frozen=True)
+class KeypointTrack:
+    """One person's 2D track as read from a file.
+
+    Attributes:
+        keypoints: (T, J, 2) pixels, NaN where missing.
+        scores: (T, J) confidences, or None.
+        width, height: Image size, pixels.
+        fps: Frame rate, Hz.
+        format: Skeleton name of ``keypoints`` ('h36m17' or 'coco17').
+    """
+
+    keypoints: np.ndarray
+    scores: np.ndarray | None
+    width: int
+    height: int
+    fps: float
+    format: str
+
+    def __post_init__(self) -> None:
+        j = get_skeleton(self.format).num_joints
+        if self.keypoints.ndim != 3 or self.keypoints.shape[1:] != (j, 2) or len(self.keypoints) == 0:
+            raise ShapeError(f"keypoints must be (T>0, {j}, 2) for {self.format}, got {self.keypoints.shape}")
+        if self.scores is not None and self.scores.shape != self.keypoints.shape[:2]:
+            raise ShapeError(f"scores must be {self.keypoints.shape[:2]}, got {self.scores.shape}")
+        if self.width <= 0 or self.height <= 0 or not self.fps > 0:
+            raise ShapeError(f"width, height and fps must be positive (got {self.width}, {self.height}, {self.fps})")
+
+
+def load_keypoints_npz(path: str | Path, fps: float | None = None) -> KeypointTrack:
+    """Read a ``pose3d lift`` input file (see the module docstring); ``fps`` overrides the file's."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ("keypoints", "width", "height") if k not in data]
+            if missing:
+                raise InputError(f"{path}: missing array(s) {missing}; expected keypoints, width, height, fps, format")
+            if fps is None and "fps" not in data:
+                raise InputError(f"{path}: no 'fps' array; add it or pass --fps")
+            return KeypointTrack(
+                keypoints=np.asarray(data["keypoints"], dtype=np.float32),
+                scores=np.asarray(data["scores"], dtype=np.float32) if "scores" in data else None,
+                width=int(data["width"]), height=int(data["height"]),
+                fps=float(fps if fps is not None else data["fps"]),
+                format=str(data["format"]) if "format" in data else "h36m17",
+            )
+    except FileNotFoundError:
+        raise InputError(f"keypoints file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ShapeError):
+            raise InputError(f"{path}: {exc}") from None
+        raise InputError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Write an ``.npz`` through a temporary file so a crash never leaves a half-written output."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def save_poses_npz(path: str | Path, poses3d: np.ndarray, fps: float, keypoints2d: np.ndarray,
+                   root3d: np.ndarray | None = None) -> Path:
+    """Write a ``pose3d lift`` output file (see the module docstring); ``root3d`` (T, 3) with --trajectory."""
+    if poses3d.ndim != 3 or poses3d.shape[1:] != (17, 3):
+        raise ShapeError(f"poses3d must be (T, 17, 3), got {poses3d.shape}")
+    extra = {} if root3d is None else {"root3d": np.asarray(root3d, np.float32)}
+    return atomic_save_npz(path, poses3d=poses3d.astype(np.float32), joint_names=np.array(H36M17.joints),
+                           fps=np.float64(fps), keypoints2d=keypoints2d.astype(np.float32), **extra)
+
+
+# --- Track exports (`pose3d run --export FILE`): format from the suffix -------------------------------------
+#
+# JSON (`.json`), schema "pose3d-tracks" version 1:
+#   {"format": "pose3d-tracks", "version": 1,
+#    "video": {"path", "width", "height", "fps", "num_frames", "duration"},
+#    "skeletons": {"keypoints2d": {"name": "coco17", "joints": [...17 names]},
+#                  "poses3d": {"name": "h36m17", "joints": [...17 names], "units": "metres",
+#                              "frame": "camera: x right, y down, z forward; pelvis at the origin"}},
+#    "world": null, or (with --trajectory) {"rotation": [3][3], "offset": [3], "frame": WORLD_FRAME}: the
+#             estimated camera-to-world transform world = rotation @ camera + offset (pipeline/lifting/world.py),
+#    "tracks": [{"id", "frames": [T ints], "interpolated": [T bools],
+#                "keypoints2d": [T][17][2] pixels or null where unseen, "scores2d": [T][17],
+#                "poses3d": [T][17][3] metres,
+#                "root3d": null or [T][3] camera-frame metres of the pelvis (the trajectory),
+#                "poses3d_world": null or [T][17][3] world metres (placed joints, floor at y = 0)}]}
+# NPZ (`.npz`): the same content as arrays: video_* scalars, joint_names_2d, joint_names_3d, track_ids, and per
+#   track id N: track_N_frames (T,), track_N_interpolated (T,), track_N_keypoints2d (T,17,2) (NaN where unseen),
+#   track_N_scores2d (T,17), track_N_poses3d (T,17,3); with the trajectory also track_N_root3d (T,3),
+#   track_N_poses3d_world (T,17,3), world_rotation (3,3) and world_offset (3,).
+# CSV (`.csv`): one row per track, frame and joint index j (0..16): track_id, frame, interpolated, joint,
+#   coco_joint, x, y, score (COCO joint j), h36m_joint, X, Y, Z (H36M joint j, pelvis-relative camera frame),
+#   Xw, Yw, Zw (the same joint in the world frame, with the trajectory); empty where unseen or not estimated.
+
+WORLD_FRAME = ("estimated from the people: y up, floor at y = 0, x the camera's right levelled, z towards the "
+               "camera; origin on the floor below the mean pelvis position; metres")
+
+EXPORT_FORMATS = (".json", ".npz", ".csv")
+
+
+def _video_meta(info) -> dict:
+    return {"path": str(info.path), "width": info.width, "height": info.height, "fps": info.fps,
+            "num_frames": info.num_frames, "duration": info.duration}
+
+
+def _nan_to_none(array: np.ndarray) -> list:
+    return np.where(np.isfinite(array), array, None).tolist()
+
+
+def _world_poses(tracks) -> tuple[object, dict[int, np.ndarray]]:
+    """The clip's world frame and each placed track's (T, 17, 3) world joints (empty without trajectories)."""
+    world = estimate_world(tracks)
+    if world is None:
+        return None, {}
+    return world, {t.track_id: world.apply(placed_poses(t)) for t in tracks
+                   if t.poses3d is not None and t.root3d is not None}
+
+
+def _rounded(array: np.ndarray | None, digits: int = 4):
+    return None if array is None else np.round(array.astype(np.float64), digits).tolist()
+
+
+def _write_json(path: Path, tracks, info) -> None:
+    world, placed = _world_poses(tracks)
+    doc = {"format": "pose3d-tracks", "version": 1, "video": _video_meta(info),
+           "skeletons": {"keypoints2d": {"name": COCO17.name, "joints": list(COCO17.joints)},
+                         "poses3d": {"name": H36M17.name, "joints": list(H36M17.joints), "units": "metres",
+                                     "frame": "camera: x right, y down, z forward; pelvis at the origin"}},
+           "world": None if world is None else {"rotation": _rounded(world.rotation, 6),
+                                                "offset": _rounded(world.offset), "frame": WORLD_FRAME},
+           "tracks": [{"id": int(t.track_id), "frames": t.frames.tolist(), "interpolated": t.interpolated.tolist(),
+                       "keypoints2d": _nan_to_none(np.round(t.keypoints.astype(np.float64), 2)),
+                       "scores2d": np.round(t.scores.astype(np.float64), 3).tolist(),
+                       "poses3d": _rounded(t.poses3d), "root3d": _rounded(t.root3d),
+                       "poses3d_world": _rounded(placed.get(t.track_id))}
+                      for t in tracks]}
+    path.write_text(json.dumps(doc, separators=(",", ":")))
+
+
+def _write_npz(path: Path, tracks, info) -> None:
+    arrays = {"video_width": np.int64(info.width), "video_height": np.int64(info.height),
+              "video_fps": np.float64(info.fps), "video_num_frames": np.int64(info.num_frames),
+              "joint_names_2d": np.array(COCO17.joints), "joint_names_3d": np.array(H36M17.joints),
+              "track_ids": np.array([t.track_id for t in tracks], np.int64)}
+    for t in tracks:
+        arrays |= {f"track_{t.track_id}_frames": t.frames, f"track_{t.track_id}_interpolated": t.interpolated,
+                   f"track_{t.track_id}_keypoints2d": t.keypoints, f"track_{t.track_id}_scores2d": t.scores}
+        if t.poses3d is not None:
+            arrays[f"track_{t.track_id}_poses3d"] = t.poses3d
+        if t.root3d is not None:
+            arrays[f"track_{t.track_id}_root3d"] = t.root3d
+    world, placed = _world_poses(tracks)
+    if world is not None:
+        arrays |= {"world_rotation": world.rotation, "world_offset": world.offset}
+        arrays |= {f"track_{i}_poses3d_world": p for i, p in placed.items()}
+    np.savez_compressed(path, **arrays)
+
+
+def _write_csv(path: Path, tracks, info) -> None:
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["track_id", "frame", "interpolated", "joint", "coco_joint", "x", "y", "score",
+                      "h36m_joint", "X", "Y", "Z", "Xw", "Yw", "Zw"])
+        _, placed = _world_poses(tracks)
+        for t in tracks:
+            unknown = np.full((len(t), 17, 3), np.nan)
+            p3 = t.poses3d if t.poses3d is not None else unknown
+            pw = placed.get(t.track_id, unknown)
+            for i, frame in enumerate(t.frames.tolist()):
+                for j in range(17):
+                    xy = ["" if not np.isfinite(v) else f"{v:.2f}" for v in t.keypoints[i, j]]
+                    xyz = ["" if not np.isfinite(v) else f"{v:.4f}" for v in (*p3[i, j], *pw[i, j])]
+                    out.writerow([t.track_id, frame, int(t.interpolated[i]), j, COCO17.joints[j], *xy,
+                                  f"{t.scores[i, j]:.3f}", H36M17.joints[j], *xyz])
+
+
+def export_tracks(path: str | Path, tracks, info) -> Path:
+    """Write tracks to ``path`` in the format its suffix names (.json, .npz, .csv), atomically.
+
+    Args:
+        path: Destination file.
+        tracks: list of :class:`pipeline.types.Track`.
+        info: The video's :class:`pipeline.types.VideoInfo`.
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    writers = {".json": _write_json, ".npz": _write_npz, ".csv": _write_csv}
+    if path.suffix.lower() not in writers:
+        raise InputError(f"--export {path}: unknown format {path.suffix!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        writers[path.suffix.lower()](tmp, tracks, info)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_tracks_json(path: str | Path) -> tuple[dict, list]:
+    """Read a ``pose3d-tracks`` JSON export back into (video metadata, list of Track)."""
+    doc = json.loads(Path(path).read_text())
+    if doc.get("format") != "pose3d-tracks":
+        raise InputError(f"{path}: not a pose3d-tracks JSON file")
+
+    def arr(value, dtype=np.float32):
+        return np.array(value, dtype=np.float64).astype(dtype)  # null -> NaN through float64
+
+    tracks = [Track(t["id"], np.array(t["frames"], np.int64), arr(t["keypoints2d"]), arr(t["scores2d"]),
+                    np.array(t["interpolated"], bool), None if t["poses3d"] is None else arr(t["poses3d"]),
+                    None if t.get("root3d") is None else arr(t["root3d"]))
+              for t in doc["tracks"]]
+    return doc["video"], tracks

@@ -1,6 +1,7 @@
 """``pose3d ablate``: the ablation table (methods x test-sequence intervals) on held-out mocap subjects.
 
-Registered on the main app by :mod:`pipeline.cli.app`, which wraps it in its ``handle_errors``.
+Registered on the main app by :mod:`pipeline.cli.app`, which wraps it in
+:func:`pipeline.cli.ui.handle_errors`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """``pose3d train-ankle``, ``pose3d evaluate-cleanup`` and ``pose3d jitter``: the 2D clean-up's commands.
 
-Registered on the main app by :mod:`pipeline.cli.app`, which wraps each in its ``handle_errors``.
+Registered on the main app by :mod:`pipeline.cli.app`, which wraps each in
+:func:`pipeline.cli.ui.handle_errors`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``pose3d train`` and ``pose3d evaluate``: fit a lifter (or trajectory model) on mocap and measure it.
 
-Mounted on the main app by :mod:`pipeline.cli.app`, which wraps each command in its ``handle_errors``; the
-progress helpers are looked up from there at call time because that module imports this one.
+Registered on the main app by :mod:`pipeline.cli.app`, which wraps each in
+:func:`pipeline.cli.ui.handle_errors`.
 """
 
 from __future__ import annotations

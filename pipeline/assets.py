@@ -8,14 +8,12 @@ an installed wheel and a source checkout (editable or not) behave alike, whateve
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pipeline.errors import ModelError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 KINDS = ("weights", "configs")
-ENV_WEIGHTS_DIR = "POSE3D_WEIGHTS_DIR"
 
 
 def asset_dir(kind: str) -> Path:
@@ -40,10 +38,12 @@ def asset_dir(kind: str) -> Path:
 
 
 def shipped_weights(filename: str) -> Path:
-    """A shipped checkpoint (``lifter.pt``, ``trajectory.pt``, ``ankle.pt``): ``$POSE3D_WEIGHTS_DIR`` when set,
-    else the package's weights folder."""
-    env = os.environ.get(ENV_WEIGHTS_DIR)
-    return Path(env) / filename if env else asset_dir("weights") / filename
+    """A shipped checkpoint (``lifter.pt``, ``trajectory.pt``, ``ankle.pt``) in the package's weights folder.
+
+    ``$POSE3D_WEIGHTS_DIR`` does not move these: it names the folder of the downloaded YOLO / mmpose files
+    (:func:`pipeline.io.weights.weights_dir`); another lifter is given by its path (``--weights``).
+    """
+    return asset_dir("weights") / filename
 
 
 def shipped_config(name: str) -> Path:

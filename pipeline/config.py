@@ -108,6 +108,10 @@ def load_config(cls: type[T], path: str | Path | None, overrides: dict[str, Any]
                 raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {type(data).__name__}")
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file; a config is YAML text") from None
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     data = {**data, **{k: v for k, v in (overrides or {}).items() if v is not None}}

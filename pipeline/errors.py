@@ -26,6 +26,13 @@ class InputError(Pose3DError):
     exit_code = 3
 
 
+class OutputError(InputError):
+    """An output cannot be written or did not come out whole (read-only or full disk, encoder failure).
+
+    A kind of :class:`InputError` (exit code 3): the files, not the settings, are what to fix.
+    """
+
+
 class ModelError(Pose3DError):
     """A model or its weights are missing, incompatible or cannot be fetched."""
 

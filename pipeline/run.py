@@ -19,10 +19,11 @@ import numpy as np
 from pipeline.assets import shipped_weights
 from pipeline.cleanup.cleaner import CleanConfig, Cleaner
 from pipeline.config import load_config
-from pipeline.errors import ModelError
-from pipeline.io.export import export_tracks
+from pipeline.errors import ConfigError, ModelError
+from pipeline.io.export import EXPORT_FORMATS, export_tracks
 from pipeline.io.ffmpeg import probe
-from pipeline.io.video import VideoReader, VideoWriter
+from pipeline.io.outputs import StagedOutputs, check_input, check_outputs, folders_for
+from pipeline.io.video import MP4_SUFFIXES, VideoReader, VideoWriter
 from pipeline.keypoints import coco_to_h36m, fill_gaps
 from pipeline.lifting.bank import PoseBankConfig
 from pipeline.lifting.lifter import Lifter, resolve_device
@@ -31,7 +32,7 @@ from pipeline.lifting.world import estimate_world
 from pipeline.render.renderer import Renderer, frames_of
 from pipeline.render.style import RenderConfig
 from pipeline.twod.stage import TwoDConfig, TwoDModels, TwoDStage, resolve_backend
-from pipeline.types import Frame, Track, VideoInfo
+from pipeline.types import Frame, Timeline, Track, VideoInfo
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class LiftStageConfig:
     trajectory_weights: str | None = None
     fov_deg: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.fov_deg is not None and not 1.0 <= self.fov_deg <= 170.0:
+            raise ConfigError(f"field of view (--fov / lift.fov_deg) must be in [1, 170] degrees, got {self.fov_deg}")
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -67,7 +72,7 @@ class RunConfig:
         device: 'auto', 'cpu' or 'cuda' for the networks that use torch.
         weights_dir: Where the downloaded YOLO / mmpose weights live (None: :func:`pipeline.io.weights.weights_dir`).
         fetch_weights: With backend "auto", download missing YOLO/mmpose weights when the host is online.
-        crf: H.264 quality of the output video (lower is better and bigger).
+        crf: H.264 quality of the output video, 0-51 (lower is better and bigger; 18-28 typical).
         twod, clean, lift, render: Stage settings (clean: the 2D clean-up before lifting, pipeline/cleanup/cleaner.py).
     """
 
@@ -81,6 +86,12 @@ class RunConfig:
     lift: LiftStageConfig = field(default_factory=LiftStageConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.crf <= 51:
+            raise ConfigError(f"crf must be in 0-51 (libx264's range; 18-28 is typical), got {self.crf}")
+        if self.decode_max_size < 0:
+            raise ConfigError(f"decode_max_size must be >= 0 (0 keeps the original size), got {self.decode_max_size}")
+
 
 def load_run_config(path: str | Path | None) -> RunConfig:
     """Read ``configs/run.yaml``-style YAML (None: defaults)."""
@@ -90,8 +101,9 @@ def load_run_config(path: str | Path | None) -> RunConfig:
 def with_choices(config: RunConfig, *, backend: str | None = None, weights_dir: str | Path | None = None,
                  device: str | None = None, weights: str | Path | None = None, layout: str | None = None,
                  pose_bank: str | None = None, trajectory: bool | None = None,
-                 fov_deg: float | None = None) -> RunConfig:
-    """``config`` with the command line's choices applied; None keeps the config's value."""
+                 fov_deg: float | None = None, trust_weights: bool = False) -> RunConfig:
+    """``config`` with the command line's choices applied; None (False for ``trust_weights``) keeps the
+    config's value."""
     lift = config.lift
     if weights:
         lift = replace(lift, weights=str(weights))
@@ -101,7 +113,9 @@ def with_choices(config: RunConfig, *, backend: str | None = None, weights_dir: 
         lift = replace(lift, trajectory=trajectory)
     if fov_deg is not None:
         lift = replace(lift, fov_deg=fov_deg)
-    return replace(config, lift=lift, twod=replace(config.twod, backend=backend) if backend else config.twod,
+    twod = replace(config.twod, backend=backend) if backend else config.twod
+    twod = replace(twod, trust_weights=True) if trust_weights else twod
+    return replace(config, lift=lift, twod=twod,
                    weights_dir=str(weights_dir) if weights_dir else config.weights_dir, device=device or config.device,
                    render=replace(config.render, layout=layout) if layout else config.render)
 
@@ -127,7 +141,9 @@ class RunResult:
         seconds: Wall time per stage ('2d', 'clean' when on, 'lift', 'render', 'export').
         frames: Frames decoded in the 2D pass.
         backend: The 2D backend that ran ('mediapipe' or 'yolo-mmpose').
-        notices: One-line remarks for the user (e.g. why "auto" fell back to MediaPipe).
+        notices: One-line remarks for the user (why "auto" fell back to MediaPipe, why nobody was tracked,
+            frames that could not be decoded).
+        timeline: Presentation time of every decoded frame, and how many could not be decoded.
     """
 
     video: VideoInfo
@@ -138,23 +154,26 @@ class RunResult:
     frames: int
     backend: str = ""
     notices: tuple[str, ...] = ()
+    timeline: Timeline | None = None
 
 
 def _two_d_pass(path: Path, info: VideoInfo, config: RunConfig, report,
-                models: TwoDModels | None = None) -> tuple[list[Track], int]:
-    """Pass 1: people and keypoints on (downscaled) frames; tracks in full-resolution pixels."""
-    count = 0
+                models: TwoDModels | None = None) -> tuple[list[Track], Timeline]:
+    """Pass 1: people and keypoints on (downscaled) frames; tracks in full-resolution pixels, and the
+    presentation time of every decoded frame."""
+    times: list[float] = []
     device = resolve_device(config.device)
     with VideoReader(path, max_size=config.decode_max_size or None) as reader, \
             TwoDStage(config.twod, fps=info.fps, device=device, weights_dir=config.weights_dir,
                       models=models) as stage:
         for batch in _batches(reader, stage.batch_size):
             stage.process_batch(batch)
-            count += len(batch)
-            report("2d", count, info.num_frames)
-        tracks = stage.finish(count)
+            times += [frame.time for frame in batch]
+            report("2d", len(times), info.num_frames)
+        tracks = stage.finish(len(times))
+    timeline = Timeline(np.array(times, np.float64), skipped=max(0, info.num_frames - len(times)))
     # Keypoints were found on frames scaled by reader.scale; map them back to the video's pixels.
-    return [replace(t, keypoints=(t.keypoints / reader.scale).astype(np.float32)) for t in tracks], count
+    return [replace(t, keypoints=(t.keypoints / reader.scale).astype(np.float32)) for t in tracks], timeline
 
 
 def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
@@ -231,6 +250,22 @@ def _render_pass(path: Path, output: Path, info: VideoInfo, tracks: list[Track],
             report("render", frame.index + 1, info.num_frames)
 
 
+def check_run_files(path: str | Path, output: str | Path | None, exports: Sequence[str | Path]) -> Path:
+    """Check a run's files before any work: the input is a regular file, and no output overwrites it or
+    another output, has an unknown suffix, or lies in a folder that refuses new files.
+
+    Returns:
+        The input as a Path.
+
+    Raises:
+        InputError, ConfigError, OutputError: one line saying which file and what to do.
+    """
+    path = check_input(path, "video")
+    check_outputs([path], ([("--out", output, MP4_SUFFIXES)] if output is not None else [])
+                  + [("--export", e, EXPORT_FORMATS) for e in exports])
+    return path
+
+
 def run_video(path: str | Path, output: str | Path | None, config: RunConfig | None = None,
               exports: Sequence[str | Path] = (), progress: Callable[[Progress], None] | None = None,
               lifter: Lifter | None = None, models: TwoDModels | None = None) -> RunResult:
@@ -249,16 +284,17 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
         A :class:`RunResult`.
     """
     config = config or RunConfig()
-    path = Path(path)
+    path = check_run_files(path, output, exports)   # everything is checked before the first frame is decoded
     info = probe(path)
     report = (lambda stage, done, total: progress(Progress(stage, done, total))) if progress else (lambda *a: None)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     lifter = lifter or Lifter.load(config.lift.weights, config.device)
+    trajectory = load_trajectory(config.lift, config.device)
     twod, notice = resolve_backend(config.twod, config.weights_dir, config.fetch_weights,
                                    lambda name, done, total: report(f"download {name}", done, total or 0))
     config = replace(config, twod=twod)
-    tracks, frames = _two_d_pass(path, info, config, report, models)
+    tracks, timeline = _two_d_pass(path, info, config, report, models)
     seconds["2d"] = time.perf_counter() - t0
     if config.clean.enabled:
         t0 = time.perf_counter()
@@ -267,17 +303,35 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
         seconds["clean"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     tracks = lift_tracks(tracks, lifter, info, config.lift.flip, report, bank=config.lift.pose_bank,
-                         trajectory=load_trajectory(config.lift, config.device), fov_deg=config.lift.fov_deg)
+                         trajectory=trajectory, fov_deg=config.lift.fov_deg)
     seconds["lift"] = time.perf_counter() - t0
-    if output is not None:
+    # Exports are written first but moved into place only once the video is complete too: a failed run
+    # leaves no output behind.
+    with folders_for([output, *exports]), StagedOutputs(exports) as staged:
         t0 = time.perf_counter()
-        _render_pass(path, Path(output), info, tracks, config, report)
-        seconds["render"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    written = []
-    for i, target in enumerate(exports):
-        written.append(export_tracks(target, tracks, info))
-        report("export", i + 1, len(exports))
-    seconds["export"] = time.perf_counter() - t0
-    return RunResult(info, tracks, Path(output) if output else None, written, seconds, frames, twod.backend,
-                     (notice,) if notice else ())
+        for i, target in enumerate(exports):
+            export_tracks(target, tracks, info, timeline, into=staged.temp(target))
+            report("export", i + 1, len(exports))
+        seconds["export"] = time.perf_counter() - t0
+        if output is not None:
+            t0 = time.perf_counter()
+            _render_pass(path, Path(output), info, tracks, config, report)
+            seconds["render"] = time.perf_counter() - t0
+        written = staged.commit()
+    notices = [notice] if notice else []
+    notices += _why_nobody(info, timeline, config) if not tracks else []
+    if timeline.skipped:
+        notices.append(f"{timeline.skipped} of {info.num_frames} frames could not be decoded and were skipped "
+                       "(frame numbers count the decoded frames; the exports give each one's time)")
+    return RunResult(info, tracks, Path(output) if output else None, written, seconds, len(timeline.times),
+                     twod.backend, tuple(notices), timeline)
+
+
+def _why_nobody(info: VideoInfo, timeline: Timeline, config: RunConfig) -> list[str]:
+    """A one-line hint for a run that tracked nobody."""
+    shortest = config.twod.tracks.min_length_s
+    span = float(timeline.times[-1] - timeline.times[0]) if len(timeline.times) else 0.0
+    if span < shortest:
+        return [f"nobody tracked: the video shows {len(timeline.times)} frame(s) over {span:.2f} s, and tracks "
+                f"shorter than twod.tracks.min_length_s = {shortest:g} s are dropped"]
+    return [f"nobody tracked: no person was found for {shortest:g} s (twod.tracks.min_length_s) or longer"]

@@ -142,3 +142,39 @@ class Track:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """When each decoded frame of a video is shown, and how many frames could not be decoded.
+
+    Frame numbers everywhere in pose3d (``Frame.index``, ``Track.frames``) count the frames ffmpeg decoded,
+    in display order; this maps them to presentation times, which is what variable-frame-rate video and
+    frames lost to corruption need.
+
+    Attributes:
+        times: (N,) float64 presentation time of decoded frame i, seconds from the start; non-decreasing.
+        skipped: Frames of the stream that could not be decoded (they have no number and no time here).
+    """
+
+    times: np.ndarray
+    skipped: int = 0
+
+    def __post_init__(self) -> None:
+        _check("Timeline.times", self.times, (None,), finite=True)
+        if len(self.times) > 1 and (np.diff(self.times) < 0).any():
+            raise ShapeError("Timeline.times must be non-decreasing")
+        if self.skipped < 0:
+            raise ShapeError(f"Timeline.skipped must be >= 0, got {self.skipped}")
+
+    @classmethod
+    def uniform(cls, num_frames: int, fps: float) -> "Timeline":
+        """Evenly spaced frames at ``fps`` (for data that carries no timestamps)."""
+        return cls(np.arange(num_frames, dtype=np.float64) / fps)
+
+    def at(self, frames: np.ndarray) -> np.ndarray:
+        """(T,) float64 seconds of the frame numbers ``frames`` (T,)."""
+        if len(frames) and (frames.min() < 0 or frames.max() >= len(self.times)):
+            raise ShapeError(f"frame numbers {frames.min()}..{frames.max()} outside this timeline of "
+                             f"{len(self.times)} frames")
+        return self.times[frames]

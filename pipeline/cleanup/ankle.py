@@ -195,7 +195,7 @@ class AnkleRegressor:
 
 
 def default_weights() -> Path:
-    """The shipped ankle regressor: ``$POSE3D_WEIGHTS_DIR/ankle.pt``, else the package's ``ankle.pt``."""
+    """The shipped ankle regressor: the package's ``ankle.pt``."""
     return shipped_weights("ankle.pt")
 
 

@@ -17,12 +17,13 @@ from pipeline import __version__
 from pipeline.cli import ablate, batch, cleanup, data, train, ui, weights
 from pipeline.errors import ConfigError
 from pipeline.io.export import load_keypoints_npz, save_poses_npz
+from pipeline.io.outputs import check_input, check_outputs
 from pipeline.keypoints import fill_gaps, to_h36m
 from pipeline.lifting.bank import PoseBankConfig
 from pipeline.lifting.lifter import Lifter
 from pipeline.lifting.model import LifterConfig
 from pipeline.lifting.trajectory import focal_from_fov
-from pipeline.run import LiftStageConfig, load_run_config, load_trajectory, run_video, with_choices
+from pipeline.run import LiftStageConfig, check_run_files, load_run_config, load_trajectory, run_video, with_choices
 from pipeline.twod.stage import resolve_backend
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Video of people in, tracked 2D and 3D skeletons out.")
@@ -78,12 +79,17 @@ def run(
     pose_bank: Optional[str] = typer.Option(None, "--pose-bank", help=_POSE_BANK_HELP + " Default: the config's (off)."),
     trajectory: Optional[bool] = typer.Option(None, help=_TRAJECTORY_HELP + " Default: the config's."),
     fov: Optional[float] = typer.Option(None, help=_FOV_HELP),
+    trust_weights: bool = typer.Option(False, "--trust-weights", help=(
+        "Load YOLO / mmpose weight files whose complete SHA-256 pose3d does not know, although loading them can "
+        "run code from the file: only for files of your own.")),
 ) -> None:
     """Video in; tracked 2D skeletons drawn on it, 3D skeletons beside it, and the data exported."""
     if out is None and not export:
         raise ConfigError("nothing to write: give --out OUT.mp4 and/or --export FILE")
     cfg = with_choices(load_run_config(config), backend=backend, weights_dir=weights_dir, device=device,
-                       weights=weights, layout=layout, pose_bank=pose_bank, trajectory=trajectory, fov_deg=fov)
+                       weights=weights, layout=layout, pose_bank=pose_bank, trajectory=trajectory, fov_deg=fov,
+                       trust_weights=trust_weights)
+    check_run_files(video, out, export)
     t0 = time.perf_counter()
     with ui.progress_bar() as bar:
         task = bar.add_task("weights", total=None, info="", visible=False)
@@ -108,9 +114,12 @@ def run(
         result = run_video(video, out, cfg, export, progress=report)
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     outputs = [str(p) for p in ([result.output] if result.output else []) + result.exports]
+    people = f"{len(result.tracks)} {'person' if len(result.tracks) == 1 else 'people'}"
     ui.console.print(f"{result.frames} frames ({result.video.width}x{result.video.height}, {result.video.fps:.2f} fps), "
-                  f"{len(result.tracks)} {'person' if len(result.tracks) == 1 else 'people'} tracked ({result.backend}); {stages}; total {time.perf_counter() - t0:.1f} s. "
-                  f"Wrote {', '.join(outputs)}.", highlight=False)
+                     f"{people} tracked ({result.backend}); {stages}; total {time.perf_counter() - t0:.1f} s. "
+                     f"Wrote {', '.join(outputs)}.", highlight=False)
+    for line in result.notices:
+        ui.console.print(line, highlight=False, markup=False)
 
 
 @app.command()
@@ -133,6 +142,7 @@ def lift(
 ) -> None:
     """Lift a 2D keypoint track (.npz) to 3D poses (.npz)."""
     t0 = time.perf_counter()
+    check_outputs([check_input(keypoints, "keypoints")], [("--out", out, (".npz",))])
     track = load_keypoints_npz(keypoints, fps)
     lifter = Lifter.load(weights, device, _lifter_config(arch, channels, causal))
     kp, _ = to_h36m(track.keypoints, track.scores, track.format)

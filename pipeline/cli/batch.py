@@ -6,8 +6,6 @@ progress bars and muting MediaPipe's native log come from :mod:`pipeline.cli.ui`
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,29 +18,20 @@ from pipeline.batch.clip import ClipResult
 from pipeline.batch.plan import BatchConfig, plan_batch
 from pipeline.batch.ray import RayOptions, ray_engine
 from pipeline.batch.runner import run_batch
-from pipeline.cli.ui import console, handle_errors, native_logs_muted, progress_bar
+from pipeline.cli.ui import (
+    Terminated,
+    console,
+    handle_errors,
+    interrupt_exit_code,
+    native_logs_muted,
+    progress_bar,
+    sigterm_interrupts,
+)
 from pipeline.errors import ConfigError
 from pipeline.run import load_run_config, with_choices
 from pipeline.twod.stage import resolve_backend
 
 _STATUS_STYLE = {"done": "green", "skipped": "dim", "failed": "red", "ignored": "yellow", "interrupted": "magenta"}
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts():
-    """SIGTERM (``docker stop``, a scheduler) stops the batch like Ctrl-C: finished clips stay, summary written."""
-    def stop(*_):
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, stop)
-    except ValueError:      # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 class _View:
@@ -160,6 +149,8 @@ def batch_command(
     pose_bank: Optional[str] = typer.Option(None, "--pose-bank", help="off, online or offline (see `pose3d run`)."),
     trajectory: Optional[bool] = typer.Option(None, help="Also estimate where each person is (see `pose3d run`)."),
     fov: Optional[float] = typer.Option(None, help="Camera field of view for the trajectory, degrees."),
+    trust_weights: bool = typer.Option(False, "--trust-weights", help=(
+        "Load YOLO / mmpose weight files whose complete SHA-256 pose3d does not know (see `pose3d run`).")),
 ) -> None:
     """Every video under a folder through `pose3d run`: resumable, several at once, on Ray if asked."""
     if ray is None and (gpus_per_clip is not None or cpus_per_clip != 1.0):
@@ -167,7 +158,8 @@ def batch_command(
     cfg = BatchConfig(exports=tuple(export), video=video, workers=workers, pool=pool, retries=retries,
                       force=force, retry_failed=retry_failed)
     run_cfg = with_choices(load_run_config(config), backend=backend, weights_dir=weights_dir, device=device,
-                           weights=weights, layout=layout, pose_bank=pose_bank, trajectory=trajectory, fov_deg=fov)
+                           weights=weights, layout=layout, pose_bank=pose_bank, trajectory=trajectory, fov_deg=fov,
+                           trust_weights=trust_weights)
     engine = None
     if ray is not None:
         engine = ray_engine(RayOptions(ray, gpus_per_clip, cpus_per_clip, retries))
@@ -176,12 +168,12 @@ def batch_command(
         if not plan.jobs:
             summary = run_batch(plan, cfg)
         else:
-            with _sigterm_interrupts(), native_logs_muted() as screen, progress_bar(screen) as bar:
+            with sigterm_interrupts(), native_logs_muted() as screen, progress_bar(screen) as bar:
                 summary = run_batch(plan, cfg, progress=_View(bar, plan, video), engine=engine)
-    except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted[/]: finished clips are kept; run the same command again to resume "
-                      f"(summary so far in {out})")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        console.print(f"[yellow]{'terminated' if isinstance(exc, Terminated) else 'interrupted'}[/]: finished clips "
+                      f"are kept; run the same command again to resume (summary so far in {out})")
+        raise typer.Exit(interrupt_exit_code(exc)) from None
     _print_summary(console, summary)
     if summary.failed:
         raise typer.Exit(1)

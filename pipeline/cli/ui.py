@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import signal
 import sys
 from typing import Callable
 
@@ -19,29 +20,65 @@ console = Console(stderr=True)
 state = {"verbose": False}  # set by the app's --verbose option before any command runs
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``docker stop``, ``timeout``, systemd) raised as an interrupt, so that the clean-up Ctrl-C gets
+    runs too: temporary files removed, ffmpeg and worker processes ended."""
+
+
+def interrupt_exit_code(exc: KeyboardInterrupt) -> int:
+    """The shell's convention: 128 + the signal number (SIGINT 2, SIGTERM 15)."""
+    return 143 if isinstance(exc, Terminated) else 130
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """While inside, SIGTERM raises :class:`Terminated` in the main thread (elsewhere signals are left alone)."""
+
+    def stop(*_):
+        raise Terminated
+
+    try:
+        old = signal.signal(signal.SIGTERM, stop)
+    except ValueError:      # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def handle_errors(fn: Callable) -> Callable:
-    """Turn the project's exceptions into one line and an exit code (traceback with --verbose)."""
+    """Turn the project's exceptions into one line and an exit code (traceback with --verbose); SIGTERM and
+    Ctrl-C stop the command cleanly with exit code 143 or 130."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with sigterm_interrupts():
+                return fn(*args, **kwargs)
         except Pose3DError as exc:
             if state["verbose"]:
                 console.print_exception()
             console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/]")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            console.print("[yellow]terminated[/]" if isinstance(exc, Terminated) else "[yellow]interrupted[/]")
+            raise typer.Exit(interrupt_exit_code(exc)) from None
 
     return wrapper
 
 
 def progress_bar(on: Console | None = None) -> Progress:
-    """Rich bars as every command draws them: description, bar, done/total, elapsed, remaining, an info field."""
+    """Rich bars as every command draws them: description, bar, done/total, elapsed, remaining, an info field.
+
+    On a terminal the finished bars stay on screen; in a log (stderr not a terminal) they are not written at
+    all, so logs hold the one-line summary or error that follows.
+    """
+    target = on or console
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=on or console, transient=False)
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=target,
+                    transient=not target.is_terminal)
 
 
 @contextlib.contextmanager

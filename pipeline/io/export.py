@@ -1,8 +1,8 @@
 """Stage 6 (data side): read and write keypoint / pose files that other tools consume.
 
 ``pose3d lift`` input (``.npz``):
-    keypoints (T, J, 2) float pixels (NaN where missing); scores (T, J) optional; width, height (pixels);
-    fps (Hz); format ('h36m17' or 'coco17').
+    keypoints (T, J, 2) float pixels (NaN, or any non-finite value, where missing); scores (T, J) optional;
+    width, height (pixels); fps (Hz); format ('h36m17' or 'coco17').
 
 ``pose3d lift`` output (``.npz``):
     poses3d (T, 17, 3) float32 metres, camera frame (x right, y down, z forward), pelvis at the origin;
@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import csv
 import json
-import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import InputError, ShapeError
+from pipeline.errors import InputError, OutputError, ShapeError
+from pipeline.io.outputs import check_input, writing
 from pipeline.lifting.world import estimate_world, placed_poses
 from pipeline.skeleton import COCO17, H36M17, get_skeleton
-from pipeline.types import Track
+from pipeline.types import Timeline, Track
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class KeypointTrack:
 
 def load_keypoints_npz(path: str | Path, fps: float | None = None) -> KeypointTrack:
     """Read a ``pose3d lift`` input file (see the module docstring); ``fps`` overrides the file's."""
-    path = Path(path)
+    path = check_input(path, "keypoints")
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in ("keypoints", "width", "height") if k not in data]
@@ -65,28 +66,43 @@ def load_keypoints_npz(path: str | Path, fps: float | None = None) -> KeypointTr
                 raise InputError(f"{path}: missing array(s) {missing}; expected keypoints, width, height, fps, format")
             if fps is None and "fps" not in data:
                 raise InputError(f"{path}: no 'fps' array; add it or pass --fps")
+            scores = np.asarray(data["scores"], dtype=np.float32) if "scores" in data else None
+            keypoints, scores = _missing_as_nan(np.asarray(data["keypoints"], dtype=np.float32), scores)
             return KeypointTrack(
-                keypoints=np.asarray(data["keypoints"], dtype=np.float32),
-                scores=np.asarray(data["scores"], dtype=np.float32) if "scores" in data else None,
+                keypoints=keypoints, scores=scores,
                 width=int(data["width"]), height=int(data["height"]),
                 fps=float(fps if fps is not None else data["fps"]),
                 format=str(data["format"]) if "format" in data else "h36m17",
             )
-    except FileNotFoundError:
-        raise InputError(f"keypoints file not found: {path}") from None
+    except (EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: not a readable .npz file ({exc or 'empty or truncated'})") from None
     except (OSError, ValueError) as exc:
         if isinstance(exc, ShapeError):
             raise InputError(f"{path}: {exc}") from None
         raise InputError(f"{path}: not a readable .npz file ({exc})") from None
 
 
+def _missing_as_nan(keypoints: np.ndarray, scores: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Non-finite coordinates (inf as well as NaN) mark a joint as missing: NaN there, score 0."""
+    if keypoints.ndim != 3 or keypoints.shape[-1] != 2:
+        return keypoints, scores  # KeypointTrack says what is wrong with the shape
+    missing = ~np.isfinite(keypoints).all(-1)
+    if missing.any():
+        keypoints = np.where(missing[..., None], np.nan, keypoints).astype(np.float32)
+        if scores is not None and scores.shape == missing.shape:
+            scores = np.where(missing, 0.0, scores).astype(np.float32)
+    return keypoints, scores
+
+
 def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
-    """Write an ``.npz`` through a temporary file so a crash never leaves a half-written output."""
+    """Write an ``.npz`` through a temporary file beside it, so a failure never leaves a half-written output.
+
+    Raises:
+        OutputError: the folder refuses the file (read-only, full).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with writing(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
     return path
 
 
@@ -104,22 +120,23 @@ def save_poses_npz(path: str | Path, poses3d: np.ndarray, fps: float, keypoints2
 #
 # JSON (`.json`), schema "pose3d-tracks" version 1:
 #   {"format": "pose3d-tracks", "version": 1,
-#    "video": {"path", "width", "height", "fps", "num_frames", "duration"},
+#    "video": {"path", "width", "height", "fps", "num_frames", "duration", "decoded_frames", "skipped_frames"}
+#             (skipped: frames ffmpeg could not decode; frame numbers count the decoded ones),
 #    "skeletons": {"keypoints2d": {"name": "coco17", "joints": [...17 names]},
 #                  "poses3d": {"name": "h36m17", "joints": [...17 names], "units": "metres",
 #                              "frame": "camera: x right, y down, z forward; pelvis at the origin"}},
 #    "world": null, or (with --trajectory) {"rotation": [3][3], "offset": [3], "frame": WORLD_FRAME}: the
 #             estimated camera-to-world transform world = rotation @ camera + offset (pipeline/lifting/world.py),
-#    "tracks": [{"id", "frames": [T ints], "interpolated": [T bools],
+#    "tracks": [{"id", "frames": [T ints], "times": [T] presentation seconds, "interpolated": [T bools],
 #                "keypoints2d": [T][17][2] pixels or null where unseen, "scores2d": [T][17],
 #                "poses3d": [T][17][3] metres,
 #                "root3d": null or [T][3] camera-frame metres of the pelvis (the trajectory),
 #                "poses3d_world": null or [T][17][3] world metres (placed joints, floor at y = 0)}]}
 # NPZ (`.npz`): the same content as arrays: video_* scalars, joint_names_2d, joint_names_3d, track_ids, and per
-#   track id N: track_N_frames (T,), track_N_interpolated (T,), track_N_keypoints2d (T,17,2) (NaN where unseen),
+#   track id N: track_N_frames (T,), track_N_times (T,) seconds, track_N_interpolated (T,), track_N_keypoints2d (T,17,2) (NaN where unseen),
 #   track_N_scores2d (T,17), track_N_poses3d (T,17,3); with the trajectory also track_N_root3d (T,3),
 #   track_N_poses3d_world (T,17,3), world_rotation (3,3) and world_offset (3,).
-# CSV (`.csv`): one row per track, frame and joint index j (0..16): track_id, frame, interpolated, joint,
+# CSV (`.csv`): one row per track, frame and joint index j (0..16): track_id, frame, time (s), interpolated, joint,
 #   coco_joint, x, y, score (COCO joint j), h36m_joint, X, Y, Z (H36M joint j, pelvis-relative camera frame),
 #   Xw, Yw, Zw (the same joint in the world frame, with the trajectory); empty where unseen or not estimated.
 
@@ -129,9 +146,10 @@ WORLD_FRAME = ("estimated from the people: y up, floor at y = 0, x the camera's 
 EXPORT_FORMATS = (".json", ".npz", ".csv")
 
 
-def _video_meta(info) -> dict:
+def _video_meta(info, timeline: Timeline) -> dict:
     return {"path": str(info.path), "width": info.width, "height": info.height, "fps": info.fps,
-            "num_frames": info.num_frames, "duration": info.duration}
+            "num_frames": info.num_frames, "duration": info.duration, "decoded_frames": len(timeline.times),
+            "skipped_frames": timeline.skipped}
 
 
 def _nan_to_none(array: np.ndarray) -> list:
@@ -151,15 +169,16 @@ def _rounded(array: np.ndarray | None, digits: int = 4):
     return None if array is None else np.round(array.astype(np.float64), digits).tolist()
 
 
-def _write_json(path: Path, tracks, info) -> None:
+def _write_json(path: Path, tracks, info, timeline: Timeline) -> None:
     world, placed = _world_poses(tracks)
-    doc = {"format": "pose3d-tracks", "version": 1, "video": _video_meta(info),
+    doc = {"format": "pose3d-tracks", "version": 1, "video": _video_meta(info, timeline),
            "skeletons": {"keypoints2d": {"name": COCO17.name, "joints": list(COCO17.joints)},
                          "poses3d": {"name": H36M17.name, "joints": list(H36M17.joints), "units": "metres",
                                      "frame": "camera: x right, y down, z forward; pelvis at the origin"}},
            "world": None if world is None else {"rotation": _rounded(world.rotation, 6),
                                                 "offset": _rounded(world.offset), "frame": WORLD_FRAME},
-           "tracks": [{"id": int(t.track_id), "frames": t.frames.tolist(), "interpolated": t.interpolated.tolist(),
+           "tracks": [{"id": int(t.track_id), "frames": t.frames.tolist(),
+                       "times": np.round(timeline.at(t.frames), 6).tolist(), "interpolated": t.interpolated.tolist(),
                        "keypoints2d": _nan_to_none(np.round(t.keypoints.astype(np.float64), 2)),
                        "scores2d": np.round(t.scores.astype(np.float64), 3).tolist(),
                        "poses3d": _rounded(t.poses3d), "root3d": _rounded(t.root3d),
@@ -168,13 +187,16 @@ def _write_json(path: Path, tracks, info) -> None:
     path.write_text(json.dumps(doc, separators=(",", ":")))
 
 
-def _write_npz(path: Path, tracks, info) -> None:
+def _write_npz(path: Path, tracks, info, timeline: Timeline) -> None:
     arrays = {"video_width": np.int64(info.width), "video_height": np.int64(info.height),
               "video_fps": np.float64(info.fps), "video_num_frames": np.int64(info.num_frames),
+              "video_decoded_frames": np.int64(len(timeline.times)),
+              "video_skipped_frames": np.int64(timeline.skipped),
               "joint_names_2d": np.array(COCO17.joints), "joint_names_3d": np.array(H36M17.joints),
               "track_ids": np.array([t.track_id for t in tracks], np.int64)}
     for t in tracks:
-        arrays |= {f"track_{t.track_id}_frames": t.frames, f"track_{t.track_id}_interpolated": t.interpolated,
+        arrays |= {f"track_{t.track_id}_frames": t.frames, f"track_{t.track_id}_times": timeline.at(t.frames),
+                   f"track_{t.track_id}_interpolated": t.interpolated,
                    f"track_{t.track_id}_keypoints2d": t.keypoints, f"track_{t.track_id}_scores2d": t.scores}
         if t.poses3d is not None:
             arrays[f"track_{t.track_id}_poses3d"] = t.poses3d
@@ -184,34 +206,42 @@ def _write_npz(path: Path, tracks, info) -> None:
     if world is not None:
         arrays |= {"world_rotation": world.rotation, "world_offset": world.offset}
         arrays |= {f"track_{i}_poses3d_world": p for i, p in placed.items()}
-    np.savez_compressed(path, **arrays)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
-def _write_csv(path: Path, tracks, info) -> None:
+def _write_csv(path: Path, tracks, info, timeline: Timeline) -> None:
     with open(path, "w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(["track_id", "frame", "interpolated", "joint", "coco_joint", "x", "y", "score",
+        out.writerow(["track_id", "frame", "time", "interpolated", "joint", "coco_joint", "x", "y", "score",
                       "h36m_joint", "X", "Y", "Z", "Xw", "Yw", "Zw"])
         _, placed = _world_poses(tracks)
         for t in tracks:
             unknown = np.full((len(t), 17, 3), np.nan)
             p3 = t.poses3d if t.poses3d is not None else unknown
             pw = placed.get(t.track_id, unknown)
+            times = timeline.at(t.frames)
             for i, frame in enumerate(t.frames.tolist()):
                 for j in range(17):
                     xy = ["" if not np.isfinite(v) else f"{v:.2f}" for v in t.keypoints[i, j]]
                     xyz = ["" if not np.isfinite(v) else f"{v:.4f}" for v in (*p3[i, j], *pw[i, j])]
-                    out.writerow([t.track_id, frame, int(t.interpolated[i]), j, COCO17.joints[j], *xy,
+                    out.writerow([t.track_id, frame, f"{times[i]:.6f}", int(t.interpolated[i]), j, COCO17.joints[j],
+                                  *xy,
                                   f"{t.scores[i, j]:.3f}", H36M17.joints[j], *xyz])
 
 
-def export_tracks(path: str | Path, tracks, info) -> Path:
+def export_tracks(path: str | Path, tracks, info, timeline: Timeline | None = None, *,
+                  into: Path | None = None) -> Path:
     """Write tracks to ``path`` in the format its suffix names (.json, .npz, .csv), atomically.
 
     Args:
         path: Destination file.
         tracks: list of :class:`pipeline.types.Track`.
         info: The video's :class:`pipeline.types.VideoInfo`.
+        timeline: Presentation time of every decoded frame, and how many frames could not be decoded;
+            None assumes ``info.num_frames`` frames evenly spaced at ``info.fps``.
+        into: Write the file there instead, in ``path``'s format: a temporary file that the caller moves to
+            ``path`` together with a run's other outputs (:class:`pipeline.io.outputs.StagedOutputs`).
 
     Returns:
         The written path.
@@ -220,13 +250,17 @@ def export_tracks(path: str | Path, tracks, info) -> Path:
     writers = {".json": _write_json, ".npz": _write_npz, ".csv": _write_csv}
     if path.suffix.lower() not in writers:
         raise InputError(f"--export {path}: unknown format {path.suffix!r}; use one of {', '.join(EXPORT_FORMATS)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        writers[path.suffix.lower()](tmp, tracks, info)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if timeline is None:
+        timeline = Timeline.uniform(max([info.num_frames] + [int(t.frames[-1]) + 1 for t in tracks]), info.fps)
+    write = writers[path.suffix.lower()]
+    if into is not None:
+        try:
+            write(into, tracks, info, timeline)
+        except OSError as err:
+            raise OutputError(f"{path}: cannot write ({err.strerror}); check the folder and free space") from None
+        return path
+    with writing(path) as tmp:
+        write(tmp, tracks, info, timeline)
     return path
 
 

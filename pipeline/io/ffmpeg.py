@@ -21,6 +21,7 @@ from typing import IO
 import imageio_ffmpeg
 
 from pipeline.errors import InputError, Pose3DError
+from pipeline.io.outputs import check_input
 from pipeline.types import VideoInfo
 
 PIPE, DEVNULL = subprocess.PIPE, subprocess.DEVNULL
@@ -73,9 +74,7 @@ def failure_reason(lines) -> str:
 
 def checked_source(path) -> Path:
     """``path`` as a Path if it names a non-empty readable file, else InputError saying what is wrong."""
-    p = Path(path)
-    if not p.exists() or p.is_dir():
-        raise InputError(f"{p}: " + ("is a folder, not a video file" if p.is_dir() else "no such file; check the path"))
+    p = check_input(path, "video")   # a FIFO or device would block the open below
     try:
         with open(p, "rb") as f:
             empty = not f.read(1)

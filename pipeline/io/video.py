@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import subprocess
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from pipeline.errors import InputError, ShapeError
+from pipeline.errors import InputError, OutputError, ShapeError
 from pipeline.io.ffmpeg import (
     DEVNULL,
     PIPE,
@@ -37,6 +36,7 @@ from pipeline.io.ffmpeg import (
     read_exact,
     stop_process,
 )
+from pipeline.io.outputs import remove_stale_temps, temp_beside
 from pipeline.types import Frame
 
 __all__ = ["VideoReader", "VideoWriter", "ffmpeg_exe", "probe", "read_frames"]
@@ -175,6 +175,9 @@ def _mkv_header(width: int, height: int, fps: float) -> bytes:
     return ebml + segment + info + _el(0x1654AE6B, track)
 
 
+MP4_SUFFIXES = (".mp4",)  # what VideoWriter writes: H.264 in an MP4 container
+
+
 class VideoWriter(_Closing):
     """Encodes BGR frames to an H.264 (libx264, yuv420p, +faststart) mp4, keeping each frame's time.
 
@@ -215,16 +218,20 @@ class VideoWriter(_Closing):
         self._send(_mkv_header(self.width, self.height, self.fps))
 
     def _temp_file(self) -> Path:
-        """Create an empty hidden file beside the output (same file system, so the final rename is atomic)."""
+        """Create an empty hidden file beside the output (same file system, so the final rename is atomic).
+
+        Temporary files that killed runs left for the same output are removed first.
+        """
         folder = self.path.parent
         if not folder.is_dir():
-            raise InputError(f"{self.path}: output folder {folder} does not exist; create it first")
-        tmp = folder / f".{self.path.name}.{secrets.token_hex(4)}.tmp"
+            raise OutputError(f"{self.path}: output folder {folder} does not exist; create it first")
+        remove_stale_temps(self.path)
+        tmp = temp_beside(self.path)
         try:
             open(tmp, "xb").close()
         except OSError as err:
-            raise InputError(f"{self.path}: cannot write in {folder} ({err.strerror}); "
-                             "choose a writable output folder") from err
+            raise OutputError(f"{self.path}: cannot write in {folder} ({err.strerror}); "
+                              "choose a writable output folder") from err
         return tmp
 
     def _command(self, crf: int, preset: str) -> list[str]:
@@ -245,7 +252,7 @@ class VideoWriter(_Closing):
                 self._proc.stdin.write(chunk)
         except OSError as err:                  # ffmpeg died: its log says why
             self._abort()
-            raise InputError(f"{self.path}: encoding failed ({failure_reason(self._drain.log())})") from err
+            raise OutputError(f"{self.path}: encoding failed ({failure_reason(self._drain.log())})") from err
 
     def write(self, image: np.ndarray, time: float | None = None) -> None:
         """Append one frame.
@@ -273,7 +280,8 @@ class VideoWriter(_Closing):
         """Finish encoding, add the audio, and move the file into place. Safe to call more than once.
 
         Raises:
-            InputError: ffmpeg failed or no frame was written (then nothing is left at ``path``).
+            OutputError: ffmpeg failed, no frame was written, or the finished file is not whole (a full disk can
+                let ffmpeg exit 0 without the mp4 index); then nothing is left at ``path``.
         """
         if self._proc is None:
             return
@@ -281,15 +289,26 @@ class VideoWriter(_Closing):
         try:
             if stop_process(proc, self._drain, kill=False) != 0 or self._frames == 0:
                 why = failure_reason(self._drain.log()) if self._frames else "no frames were written"
-                raise InputError(f"{self.path}: encoding failed ({why})")
+                raise OutputError(f"{self.path}: encoding failed ({why})")
             if self._audio:
                 self._mux_audio()
+            self._verify()
             os.replace(self._tmp, self.path)
         except OSError as err:
-            raise InputError(f"{self.path}: cannot save the video ({err.strerror})") from err
+            raise OutputError(f"{self.path}: cannot save the video ({err.strerror})") from err
         finally:
             with contextlib.suppress(OSError):
                 self._tmp.unlink(missing_ok=True)   # a no-op after the rename
+
+    def _verify(self) -> None:
+        """Probe the finished file: it must read back as a video with every frame written (ffmpeg can exit 0
+        after "Error writing trailer" on a full disk, leaving an mp4 without its index)."""
+        try:
+            frames = probe(self._tmp).num_frames
+        except InputError as err:
+            raise OutputError(f"{self.path}: the encoded file is not a whole video ({err}); is the disk full?") from None
+        if frames != self._frames:
+            raise OutputError(f"{self.path}: the encoded file holds {frames} of {self._frames} frames; is the disk full?")
 
     def _mux_audio(self) -> None:
         """Replace the temp video with one that also holds the audio, cut to the video's end."""
@@ -303,7 +322,7 @@ class VideoWriter(_Closing):
         if run.returncode != 0:
             out.unlink(missing_ok=True)
             why = failure_reason(run.stderr.decode("utf-8", "replace").splitlines())
-            raise InputError(f"{self.path}: adding the audio of {self._audio} failed ({why})")
+            raise OutputError(f"{self.path}: adding the audio of {self._audio} failed ({why})")
         os.replace(out, self._tmp)
 
     def _abort(self) -> None:

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from pipeline.assets import ENV_WEIGHTS_DIR, asset_dir, in_checkout
+from pipeline.assets import asset_dir, in_checkout
 from pipeline.errors import ModelError
 
-ENV_DIR = ENV_WEIGHTS_DIR
+ENV_DIR = "POSE3D_WEIGHTS_DIR"
 ENV_BASE_URL = "POSE3D_WEIGHTS_BASE_URL"
 _CHUNK = 1 << 20
 
@@ -50,7 +50,8 @@ class ModelWeights:
         filename: File name inside the weights directory.
         url: Where a connected host downloads it from.
         sha256: Hex SHA-256 of the file; a shorter hex string is a prefix of it (openmmlab names its files
-            with the first 8 hex digits of their SHA-256).
+            with the first 8 hex digits of their SHA-256 and publishes no more). Only a complete digest lets
+            pose3d unpickle the file in full; a prefix-only file goes through torch's safe loader.
         size: File size, bytes (None when not known in advance).
         licence: The weights' licence.
         config: For "pose" models, the mmpose config, relative to the ``configs/`` folder inside the mmpose

@@ -17,7 +17,7 @@ from pipeline.lifting.model import LifterConfig, TemporalModel, infer, resample_
 
 
 def default_weights() -> Path:
-    """The shipped lifter: ``$POSE3D_WEIGHTS_DIR/lifter.pt``, else the package's ``lifter.pt``."""
+    """The shipped lifter: the package's ``lifter.pt``."""
     return shipped_weights("lifter.pt")
 
 

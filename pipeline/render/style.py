@@ -78,19 +78,21 @@ class RenderConfig:
 
     def __post_init__(self) -> None:
         checks = {
-            f"layout must be one of {LAYOUTS}": self.layout in LAYOUTS,
-            "panel_size must be >= 16 pixels": (self.panel_size or 16) >= 16,
-            "need 0 <= hide_score <= min_score <= 1": 0.0 <= self.hide_score <= self.min_score <= 1.0,
-            "faint_alpha must be in (0, 1]": 0.0 < self.faint_alpha <= 1.0,
-            "fov_deg must be in [1, 120]": 1.0 <= self.fov_deg <= 120.0,
-            "elevation_deg must be in [-89, 89]": -89.0 <= self.elevation_deg <= 89.0,
-            "scene_width_m, grid_step_m, line_thickness must be positive":
+            f"layout must be one of {', '.join(LAYOUTS)}; got {self.layout!r}": self.layout in LAYOUTS,
+            f"panel_size must be >= 16 pixels; got {self.panel_size}": (self.panel_size or 16) >= 16,
+            f"need 0 <= hide_score <= min_score <= 1; got {self.hide_score}, {self.min_score}":
+                0.0 <= self.hide_score <= self.min_score <= 1.0,
+            f"faint_alpha must be in (0, 1]; got {self.faint_alpha}": 0.0 < self.faint_alpha <= 1.0,
+            f"fov_deg must be in [1, 120]; got {self.fov_deg}": 1.0 <= self.fov_deg <= 120.0,
+            f"elevation_deg must be in [-89, 89]; got {self.elevation_deg}": -89.0 <= self.elevation_deg <= 89.0,
+            f"scene_width_m, grid_step_m, line_thickness must be positive; got {self.scene_width_m}, "
+            f"{self.grid_step_m}, {self.line_thickness}":
                 self.scene_width_m > 0 and self.grid_step_m > 0 and (self.line_thickness or 1) >= 1,
-            "trail_s must be >= 0": self.trail_s >= 0,
+            f"trail_s must be >= 0; got {self.trail_s}": self.trail_s >= 0,
         }
         for message, ok in checks.items():
             if not ok:
-                raise ConfigError(f"render config: {message}; got {self}")
+                raise ConfigError(f"render: {message}")
 
 
 @dataclass(frozen=True)

@@ -218,15 +218,28 @@ class DetectorConfig:
                               f"batch_size={self.batch_size}, max_det={self.max_det}")
 
 
-def _detector_source(model: str, weights_dir: str | Path | None) -> str:
-    """The file or YAML Ultralytics should load; never a bare name it would try to download."""
+def _detector_source(model: str, weights_dir: str | Path | None, trust_weights: bool = False) -> str:
+    """The file or YAML Ultralytics should load; never a bare name it would try to download.
+
+    Ultralytics loads a ``.pt`` by unpickling it in full, which runs any code the file holds, so a file is
+    loaded only when its complete SHA-256 matches the weights table, or with ``trust_weights``.
+    """
     if model in weights.MODELS:
         if weights.MODELS[model].kind != "detector":
             raise ConfigError(f"{model!r} is a {weights.MODELS[model].kind} model, not a detector")
-        return str(weights.locate(model, weights_dir))
+        path = weights.locate(model, weights_dir)
+        check = weights.verify(model, weights_dir)
+        if not trust_weights and not (check.ok and check.checked == "sha256"):
+            raise ModelError(f"{path}: not loaded, since loading a .pt file can run code and its complete SHA-256 "
+                             f"is not the published one ({check.reason}); pass --trust-weights if the file is "
+                             "your own")
+        return str(path)
     if model.endswith((".yaml", ".yml")):
         return model  # Ultralytics builds it from its bundled model definitions, untrained
     if Path(model).is_file():
+        if not trust_weights:
+            raise ModelError(f"{model}: not loaded, since loading a .pt file can run code and pose3d knows no "
+                             "checksum for this one; pass --trust-weights if the file is your own")
         return model
     known = ", ".join(k for k, m in weights.MODELS.items() if m.kind == "detector")
     raise ModelError(f"detector {model!r} is neither a known model ({known}), a model YAML nor an existing file")
@@ -239,13 +252,14 @@ class YoloDetector:
         config: Model and thresholds.
         device: "cpu" or "cuda[:N]".
         weights_dir: Weights directory override (see :func:`pipeline.io.weights.weights_dir`).
+        trust_weights: Load a ``.pt`` whose complete SHA-256 pose3d does not know (a file of your own).
     """
 
     def __init__(self, config: DetectorConfig | None = None, device: str = "cpu",
-                 weights_dir: str | Path | None = None) -> None:
+                 weights_dir: str | Path | None = None, trust_weights: bool = False) -> None:
         self.config = config or DetectorConfig()
         self.device = device
-        source = _detector_source(self.config.model, weights_dir)
+        source = _detector_source(self.config.model, weights_dir, trust_weights)
         ultralytics = import_ultralytics()
         try:
             self._model = ultralytics.YOLO(source, task="detect")

@@ -161,7 +161,8 @@ def _read_checkpoint(path: Path, verified: bool) -> dict:
 
     Args:
         path: The file.
-        verified: Its SHA-256 matched the weights table: a full unpickle is then allowed as a last resort.
+        verified: Its complete SHA-256 matched the weights table, or the user trusts it (``--trust-weights``): a
+            full unpickle is then allowed as a last resort.
 
     Returns:
         The loaded object (a dict with "state_dict", or a bare state dict).
@@ -173,8 +174,9 @@ def _read_checkpoint(path: Path, verified: bool) -> dict:
     except pickle.UnpicklingError as error:
         if not verified:
             reason = str(error).strip().splitlines()[0][:160]
-            raise ModelError(f"{path}: refused by torch's safe loader ({reason}); only a file whose checksum "
-                             f"verifies (`pose3d weights verify`) may be fully unpickled") from None
+            raise ModelError(f"{path}: refused by torch's safe loader ({reason}); a full unpickle can run code, so "
+                             f"pose3d does it only for a file whose complete SHA-256 it knows, or with "
+                             f"--trust-weights for a file of your own") from None
     except (RuntimeError, EOFError, OSError) as error:
         raise ModelError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__})") from None
     # Checksum verified: the file is the published one, so a full unpickle runs only its authors' code.
@@ -217,6 +219,8 @@ class MMPoseEstimator:
         config: Model, checkpoint, flip test, batch size, box padding.
         device: torch device ("cpu", "cuda", "cuda:1").
         weights_dir: Weights directory for ``checkpoint="auto"`` (default: see :func:`pipeline.io.weights.weights_dir`).
+        trust_weights: Allow a full unpickle (which can run code from the file) of a checkpoint whose complete
+            SHA-256 pose3d does not know, when torch's safe loader refuses it: for files of your own.
 
     Raises:
         ModelError: unknown model, or a checkpoint that cannot be loaded.
@@ -224,11 +228,12 @@ class MMPoseEstimator:
     """
 
     def __init__(self, config: MMPoseConfig | None = None, device: str = "cpu",
-                 weights_dir: str | Path | None = None) -> None:
+                 weights_dir: str | Path | None = None, trust_weights: bool = False) -> None:
         self.config = config or MMPoseConfig()
         name = self.config.model
         config_file(name)  # unknown model: fail before the slow import
         checkpoint, verified = self._checkpoint(weights_dir)
+        verified = verified or trust_weights
         with _quiet():
             from mmpose.apis import inference_topdown, init_model  # deferred: heavy, mmpose path only
 
@@ -246,13 +251,13 @@ class MMPoseEstimator:
         return tuple(step["input_size"])
 
     def _checkpoint(self, directory: str | Path | None) -> tuple[Path | None, bool]:
-        """The checkpoint file (None for random weights) and whether its checksum verified."""
+        """The checkpoint file (None for random weights) and whether its complete SHA-256 verified."""
         choice, name = self.config.checkpoint, self.config.model
         if choice == "none":
             return None, False
         if choice == "auto":
             path = weights.locate(name, directory)
-            # Checked only when the file needs a full unpickle; weights.verify is the table's SHA-256 check.
+            # A full unpickle needs the table's complete SHA-256 to match; the safe loader needs nothing.
             verify = getattr(weights, "verify", None)
             return path, bool(verify is not None and _safe_verify(verify, name, directory))
         path = Path(choice).expanduser()
@@ -295,8 +300,10 @@ class MMPoseEstimator:
 
 
 def _safe_verify(verify, name: str, directory: str | Path | None) -> bool:
-    """``weights.verify(name, directory).ok``; a failing check counts as not verified."""
+    """Whether ``weights.verify`` matched the file's complete SHA-256 (a prefix, such as openmmlab's 8 hex digits,
+    catches corruption but not a forged file); a failing check counts as not verified."""
     try:
-        return bool(verify(name, directory).ok)
+        result = verify(name, directory)
+        return bool(result.ok and result.checked == "sha256")
     except Exception:  # noqa: BLE001 - any failure of the check means "not verified", never a crash here
         return False

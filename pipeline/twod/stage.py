@@ -46,6 +46,8 @@ class TwoDConfig:
         mediapipe: BlazePose multi-person search by masking (mediapipe).
         tracker: Identity tracking.
         tracks: Gap filling, splitting, minimum length and re-identification.
+        trust_weights: Allow the full unpickle (which can run code from the file) of YOLO / mmpose weight files
+            whose complete SHA-256 pose3d does not know: for files of your own (``--trust-weights``).
     """
 
     backend: str = "auto"
@@ -54,6 +56,7 @@ class TwoDConfig:
     mediapipe: MediaPipeConfig = field(default_factory=MediaPipeConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     tracks: TrackConfig = field(default_factory=TrackConfig)
+    trust_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -81,6 +84,16 @@ def _needed_weights(config: TwoDConfig) -> list[str]:
     """Table names of the yolo-mmpose files this config needs (untrained YAML / 'none' / paths need none)."""
     needed = [config.detector.model] if config.detector.model in weights.MODELS else []
     return needed + ([config.mmpose.model] if config.mmpose.checkpoint == "auto" else [])
+
+
+def _untrusted_detectors(config: TwoDConfig, weights_dir: str | Path | None) -> list[str]:
+    """File names of the table's YOLO files this config needs whose complete SHA-256 does not match (Ultralytics
+    unpickles them in full; mmpose checkpoints go through torch's safe loader and need no such check)."""
+    name = config.detector.model
+    if name not in weights.MODELS:
+        return []
+    check = weights.verify(name, weights_dir)
+    return [] if check.ok and check.checked == "sha256" else [weights.MODELS[name].filename]
 
 
 def resolve_backend(config: TwoDConfig, weights_dir: str | Path | None = None, fetch: bool = True,
@@ -113,7 +126,13 @@ def resolve_backend(config: TwoDConfig, weights_dir: str | Path | None = None, f
             tried = True  # offline or unreachable: the notice below says what to do; the detail is noise here
             break
     if not missing:
-        return replace(config, backend="yolo-mmpose"), None
+        untrusted = [] if config.trust_weights else _untrusted_detectors(config, weights_dir)
+        if not untrusted:
+            return replace(config, backend="yolo-mmpose"), None
+        return replace(config, backend="mediapipe"), (
+            f"using the bundled MediaPipe model: {', '.join(untrusted)} in {weights.weights_dir(weights_dir)} "
+            "does not match the published SHA-256, and loading it could run code from the file; "
+            "`pose3d weights fetch` it again, or pass --trust-weights if it is your own")
     files = ", ".join(weights.MODELS[n].filename for n in missing)
     why = "not downloadable from this host" if tried else "downloads disabled (fetch_weights: false)"
     return replace(config, backend="mediapipe"), (
@@ -140,8 +159,8 @@ class TwoDModels:
     def load(cls, config: TwoDConfig, device: str = "cpu",
              weights_dir: str | Path | None = None) -> "TwoDModels":
         """Load the detector and keypoint model that ``config`` names onto ``device``."""
-        return cls(YoloDetector(config.detector, device, weights_dir),
-                   MMPoseEstimator(config.mmpose, device, weights_dir))
+        return cls(YoloDetector(config.detector, device, weights_dir, config.trust_weights),
+                   MMPoseEstimator(config.mmpose, device, weights_dir, config.trust_weights))
 
 
 class TwoDStage:

@@ -87,10 +87,22 @@ def test_auto_without_downloads_says_so(tmp_path):
     assert config.backend == "mediapipe" and "fetch_weights: false" in notice
 
 
-def test_auto_uses_weights_that_are_present(tmp_path):
+def test_auto_uses_weights_that_are_present(tmp_path, monkeypatch):
+    digest = hashlib.sha256(b"x").hexdigest()
+    for name in ("yolo11n", "hrnet-w32"):
+        (tmp_path / weights.MODELS[name].filename).write_bytes(b"x")
+    monkeypatch.setitem(weights.MODELS, "yolo11n", replace(weights.MODELS["yolo11n"], sha256=digest, size=1))
+    config, notice = resolve_backend(TwoDConfig(), tmp_path, fetch=False)
+    assert config.backend == "yolo-mmpose" and notice is None
+
+
+def test_auto_never_loads_a_yolo_file_that_is_not_the_published_one(tmp_path):
+    """A file called yolo11n.pt could hold any pickle; Ultralytics would run it, so auto falls back."""
     for name in ("yolo11n", "hrnet-w32"):
         (tmp_path / weights.MODELS[name].filename).write_bytes(b"x")
     config, notice = resolve_backend(TwoDConfig(), tmp_path, fetch=False)
+    assert config.backend == "mediapipe" and "yolo11n.pt" in notice and "--trust-weights" in notice
+    config, notice = resolve_backend(TwoDConfig(trust_weights=True), tmp_path, fetch=False)
     assert config.backend == "yolo-mmpose" and notice is None
 
 

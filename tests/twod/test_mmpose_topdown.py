@@ -143,11 +143,22 @@ def test_bad_checkpoints_are_model_errors(tmp_path):
 def test_only_a_verified_file_is_fully_unpickled(tmp_path, monkeypatch):
     state = _build("rtmpose-m", checkpoint="none").model.state_dict()
     torch.save({"state_dict": state, "meta": {"x": _Foreign()}}, tmp_path / MODELS["rtmpose-m"].filename)
-    monkeypatch.setattr(weights, "verify", lambda name, directory: types.SimpleNamespace(ok=False), raising=False)
+    for ok, checked in ((False, "sha256"), (True, "sha256-prefix"), (True, "size")):
+        monkeypatch.setattr(weights, "verify", lambda name, directory, ok=ok, checked=checked:
+                            types.SimpleNamespace(ok=ok, checked=checked), raising=False)
+        with pytest.raises(ModelError, match="refused by torch's safe loader.*--trust-weights"):
+            _build("rtmpose-m", checkpoint="auto", weights_dir=tmp_path)  # a prefix does not rule out a forgery
+    monkeypatch.setattr(weights, "verify", lambda name, directory: types.SimpleNamespace(ok=True, checked="sha256"))
+    _build("rtmpose-m", checkpoint="auto", weights_dir=tmp_path)  # the complete SHA-256 verified: loads
+
+
+def test_trust_weights_allows_a_full_unpickle_of_your_own_file(tmp_path):
+    state = _build("rtmpose-m", checkpoint="none").model.state_dict()
+    own = tmp_path / "own.pth"
+    torch.save({"state_dict": state, "meta": {"x": _Foreign()}}, own)
     with pytest.raises(ModelError, match="refused by torch's safe loader"):
-        _build("rtmpose-m", checkpoint="auto", weights_dir=tmp_path)
-    monkeypatch.setattr(weights, "verify", lambda name, directory: types.SimpleNamespace(ok=True))
-    _build("rtmpose-m", checkpoint="auto", weights_dir=tmp_path)  # checksum verified: loads
+        _build("rtmpose-m", checkpoint=str(own))
+    MMPoseEstimator(MMPoseConfig(model="rtmpose-m", checkpoint=str(own)), device="cpu", trust_weights=True)
 
 
 def test_mmpose_0x_checkpoint_keys_are_renamed(tmp_path):

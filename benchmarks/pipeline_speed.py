@@ -10,7 +10,9 @@ Prints, for the same clip in one run:
   length), each measured in a fresh process (Python and its ffmpeg children separately).
 
 Usage:
-    python benchmarks/pipeline_speed.py [CLIP]     # default ../shared/data/videos/running_track_phalp.mp4
+    python benchmarks/pipeline_speed.py [CLIP] [--backend auto|offline|mediapipe|yolo-mmpose] [--speed-only]
+    (CLIP defaults to ../shared/data/videos/running_track_phalp.mp4; --speed-only skips the memory runs and
+    the renderer comparison)
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ sys.path.insert(0, str(ROOT))
 from pipeline.io.ffmpeg import ffmpeg_exe, probe  # noqa: E402
 from pipeline.io.video import VideoReader  # noqa: E402
 from pipeline.run import RunConfig  # noqa: E402
-from pipeline.twod.stage import TwoDStage  # noqa: E402
+from pipeline.twod.stage import TwoDConfig, TwoDStage  # noqa: E402
 
 _RSS_CHILD = """
 import json, resource, sys
-from pipeline.run import run_video
-r = run_video(sys.argv[1], sys.argv[2], exports=[sys.argv[3]])
+from pipeline.run import RunConfig, run_video
+from pipeline.twod.stage import TwoDConfig
+r = run_video(sys.argv[1], sys.argv[2], RunConfig(twod=TwoDConfig(backend=sys.argv[4])), exports=[sys.argv[3]])
 print(json.dumps({"frames": r.frames, "seconds": r.seconds,
                   "python_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "children_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
@@ -61,9 +64,9 @@ def twod_fps(path: Path, config: RunConfig) -> float:
     return len(frames) / (time.perf_counter() - t0)
 
 
-def run_in_child(path: Path, tmp: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(path), str(tmp / "out.mp4"), str(tmp / "out.json")],
-                         cwd=ROOT, capture_output=True, text=True, check=True)
+def run_in_child(path: Path, tmp: Path, backend: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(path), str(tmp / "out.mp4"), str(tmp / "out.json"),
+                          backend], cwd=ROOT, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -71,23 +74,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("clip", nargs="?", type=Path,
                         default=ROOT.parent / "shared" / "data" / "videos" / "running_track_phalp.mp4")
+    parser.add_argument("--backend", default="auto", help="2D backend: auto, offline, mediapipe or yolo-mmpose")
+    parser.add_argument("--speed-only", action="store_true", help="skip the memory runs and the renderer")
     args = parser.parse_args()
     info = probe(args.clip)
-    config = RunConfig()
-    print(f"clip: {args.clip.name} {info.width}x{info.height} {info.fps:.2f} fps, {info.num_frames} frames")
+    config = RunConfig(twod=TwoDConfig(backend=args.backend))
+    print(f"clip: {args.clip.name} {info.width}x{info.height} {info.fps:.2f} fps, {info.num_frames} frames; "
+          f"2D backend {args.backend}")
     print(f"decode alone, full size:        {decode_fps(args.clip, None):7.1f} frames/s")
     print(f"decode alone, {config.decode_max_size} px long side: {decode_fps(args.clip, config.decode_max_size):7.1f} frames/s")
     print(f"2D stage alone:                 {twod_fps(args.clip, config):7.1f} frames/s")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        one = run_in_child(args.clip, tmp)
+        one = run_in_child(args.clip, tmp, args.backend)
         total = sum(one["seconds"].values())
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in one["seconds"].items())
         print(f"whole run:                      {one['frames'] / total:7.1f} frames/s ({stages})")
+        if args.speed_only:
+            return
         looped = tmp / "looped.mp4"
         subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-stream_loop", "9", "-i", str(args.clip), "-c", "copy",
                         str(looped)], check=True)
-        ten = run_in_child(looped, tmp)
+        ten = run_in_child(looped, tmp, args.backend)
     print(f"peak RSS, clip ({one['frames']} frames):    python {one['python_mib']:.0f} MiB, "
           f"ffmpeg {one['children_mib']:.0f} MiB")
     print(f"peak RSS, clip x10 ({ten['frames']} frames): python {ten['python_mib']:.0f} MiB, "

@@ -2,4 +2,5 @@
 
 from pipeline.cli.app import app
 
-app(prog_name="pose3d")
+if __name__ == "__main__":
+    app(prog_name="pose3d")

@@ -3,8 +3,9 @@
 Two streaming passes over the video keep memory bounded whatever its length:
 
 1. decode (downscaled for the 2D stage) -> people, keypoints, identities -> tracks;
-2. clean each track's 2D (:mod:`pipeline.cleanup`); lift every track to 3D in one pass each; then decode
-   again at full size -> render -> H.264 with the input's audio; finally write the requested exports.
+2. clean each track's 2D (:mod:`pipeline.cleanup`); lift every track to 3D in one pass each; write the
+   requested exports; then decode again at full size -> render -> H.264 with the input's audio. Every
+   output is written beside its destination and moved into place only when all of them are complete.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pipeline.io.video import MP4_SUFFIXES, VideoReader, VideoWriter
 from pipeline.keypoints import coco_to_h36m, fill_gaps
 from pipeline.lifting.bank import PoseBankConfig
 from pipeline.lifting.lifter import Lifter, resolve_device
-from pipeline.lifting.trajectory import TrajectoryLifter, focal_from_fov
+from pipeline.lifting.trajectory import TrajectoryLifter, check_fov, focal_from_fov
 from pipeline.lifting.world import estimate_world
 from pipeline.render.renderer import Renderer, frames_of
 from pipeline.render.style import RenderConfig
@@ -58,8 +59,8 @@ class LiftStageConfig:
     fov_deg: float | None = None
 
     def __post_init__(self) -> None:
-        if self.fov_deg is not None and not 1.0 <= self.fov_deg <= 170.0:
-            raise ConfigError(f"field of view (--fov / lift.fov_deg) must be in [1, 170] degrees, got {self.fov_deg}")
+        if self.fov_deg is not None:
+            check_fov(self.fov_deg)
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ class RunResult:
         exports: Written export files.
         seconds: Wall time per stage ('2d', 'clean' when on, 'lift', 'render', 'export').
         frames: Frames decoded in the 2D pass.
-        backend: The 2D backend that ran ('mediapipe' or 'yolo-mmpose').
+        backend: The 2D backend that ran ('offline', 'mediapipe' or 'yolo-mmpose').
         notices: One-line remarks for the user (why "auto" fell back to MediaPipe, why nobody was tracked,
             frames that could not be decoded).
         timeline: Presentation time of every decoded frame, and how many could not be decoded.
@@ -171,7 +172,9 @@ def _two_d_pass(path: Path, info: VideoInfo, config: RunConfig, report,
             times += [frame.time for frame in batch]
             report("2d", len(times), info.num_frames)
         tracks = stage.finish(len(times))
-    timeline = Timeline(np.array(times, np.float64), skipped=max(0, info.num_frames - len(times)))
+    # Times that step backwards (broken muxers) are held, as the video writer holds them: never a failure.
+    held = np.maximum.accumulate(np.array(times, np.float64)) if times else np.zeros(0)
+    timeline = Timeline(held, skipped=max(0, info.num_frames - len(times)))
     # Keypoints were found on frames scaled by reader.scale; map them back to the video's pixels.
     return [replace(t, keypoints=(t.keypoints / reader.scale).astype(np.float32)) for t in tracks], timeline
 
@@ -233,8 +236,10 @@ def load_trajectory(config: LiftStageConfig, device: str) -> TrajectoryLifter | 
     return TrajectoryLifter.load(path, resolve_device(device))
 
 
-def _render_pass(path: Path, output: Path, info: VideoInfo, tracks: list[Track], config: RunConfig, report) -> None:
-    """Pass 2: full-size frames, skeletons drawn, encoded with the input's audio."""
+def _render_pass(path: Path, output: Path, temp: Path, info: VideoInfo, tracks: list[Track], config: RunConfig,
+                 report) -> None:
+    """Pass 2: full-size frames, skeletons drawn, encoded with the input's audio into ``temp``, which the
+    caller moves to ``output``."""
     world = estimate_world(tracks)
     render = config.render
     if world is not None:  # widen the scene to hold everyone's path (pelvis positions, plus a margin)
@@ -243,8 +248,8 @@ def _render_pass(path: Path, output: Path, info: VideoInfo, tracks: list[Track],
     renderer = Renderer(render, info.width, info.height, info.fps)
     people_at = frames_of(tracks, world, trail_frames=round(render.trail_s * info.fps))
     width, height = renderer.output_size
-    with VideoReader(path) as reader, VideoWriter(output, width=width, height=height, fps=info.fps,
-                                                 audio_from=path, crf=config.crf) as writer:
+    with VideoReader(path) as reader, VideoWriter(temp, width=width, height=height, fps=info.fps, audio_from=path,
+                                                 crf=config.crf, final=output) as writer:
         for frame in reader:
             writer.write(renderer.render(frame.image, people_at(frame.index), frame.time), frame.time)
             report("render", frame.index + 1, info.num_frames)
@@ -305,9 +310,10 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
     tracks = lift_tracks(tracks, lifter, info, config.lift.flip, report, bank=config.lift.pose_bank,
                          trajectory=trajectory, fov_deg=config.lift.fov_deg)
     seconds["lift"] = time.perf_counter() - t0
-    # Exports are written first but moved into place only once the video is complete too: a failed run
-    # leaves no output behind.
-    with folders_for([output, *exports]), StagedOutputs(exports) as staged:
+    # Every output goes to a temporary file beside its destination; all are moved into place together once
+    # the last is complete, so a failed or interrupted run leaves none behind.
+    finals = ([output] if output is not None else []) + list(exports)
+    with folders_for(finals), StagedOutputs(finals) as staged:
         t0 = time.perf_counter()
         for i, target in enumerate(exports):
             export_tracks(target, tracks, info, timeline, into=staged.temp(target))
@@ -315,16 +321,16 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
         seconds["export"] = time.perf_counter() - t0
         if output is not None:
             t0 = time.perf_counter()
-            _render_pass(path, Path(output), info, tracks, config, report)
+            _render_pass(path, Path(output), staged.temp(output), info, tracks, config, report)
             seconds["render"] = time.perf_counter() - t0
-        written = staged.commit()
+        staged.commit()
     notices = [notice] if notice else []
     notices += _why_nobody(info, timeline, config) if not tracks else []
     if timeline.skipped:
         notices.append(f"{timeline.skipped} of {info.num_frames} frames could not be decoded and were skipped "
                        "(frame numbers count the decoded frames; the exports give each one's time)")
-    return RunResult(info, tracks, Path(output) if output else None, written, seconds, len(timeline.times),
-                     twod.backend, tuple(notices), timeline)
+    return RunResult(info, tracks, Path(output) if output else None, [Path(e) for e in exports], seconds,
+                     len(timeline.times), twod.backend, tuple(notices), timeline)
 
 
 def _why_nobody(info: VideoInfo, timeline: Timeline, config: RunConfig) -> list[str]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.config import to_dict
-from pipeline.errors import ConfigError, InputError, Pose3DError
+from pipeline.errors import ConfigError, InputError, OutputError, Pose3DError
 from pipeline.run import Progress, RunConfig, run_video
 
 STATUSES = ("done", "skipped", "failed", "ignored", "interrupted")
@@ -132,7 +132,8 @@ def record_path(folder: Path, base: str) -> Path:
 
 def settings_fingerprint(config: RunConfig, suffixes: tuple[str, ...]) -> str:
     """A short hash of what shapes a clip's outputs: the run settings (not where or on what they run)."""
-    shaping = replace(config, device="auto", weights_dir=None, fetch_weights=True)
+    shaping = replace(config, device="auto", weights_dir=None, fetch_weights=True,
+                      twod=replace(config.twod, trust_weights=False))
     text = json.dumps({"run": to_dict(shaping), "outputs": list(suffixes)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -314,7 +315,8 @@ def failure_of(exc: BaseException, source: Path | None = None) -> tuple[str, boo
     detail = "".join(traceback.format_exception(exc))
     line = one_line(exc, source)
     if isinstance(exc, Pose3DError):
-        return line, not isinstance(exc, InputError), detail
+        # A bad input stays bad; an output that could not be written (disk full) may succeed next time.
+        return line, not isinstance(exc, InputError) or isinstance(exc, OutputError), detail
     return f"{type(exc).__name__}: {line} (a bug: the record holds the traceback)", True, detail
 
 

@@ -17,7 +17,7 @@ from pipeline import __version__
 from pipeline.cli import ablate, batch, cleanup, data, train, ui, weights
 from pipeline.errors import ConfigError
 from pipeline.io.export import load_keypoints_npz, save_poses_npz
-from pipeline.io.outputs import check_input, check_outputs
+from pipeline.io.outputs import check_outputs
 from pipeline.keypoints import fill_gaps, to_h36m
 from pipeline.lifting.bank import PoseBankConfig
 from pipeline.lifting.lifter import Lifter
@@ -71,7 +71,8 @@ def run(
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (overrides the config)."),
     backend: Optional[str] = typer.Option(
         None, help="2D backend: auto (YOLO + mmpose when their weights are present or downloadable, else "
-                   "MediaPipe), yolo-mmpose, or mediapipe (bundled, offline). Default: the config's (auto)."),
+                   "offline), yolo-mmpose, offline (the bundled NanoDet detector + BlazePose on each person), or "
+                   "mediapipe (BlazePose alone, a few large people). Default: the config's (auto)."),
     layout: Optional[str] = typer.Option(None, help="side (video | 3D view), pip (3D inset) or overlay."),
     weights: Optional[Path] = typer.Option(None, help="Lifter checkpoint (default: the shipped weights)."),
     weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", envvar="POSE3D_WEIGHTS_DIR",
@@ -142,20 +143,22 @@ def lift(
 ) -> None:
     """Lift a 2D keypoint track (.npz) to 3D poses (.npz)."""
     t0 = time.perf_counter()
-    check_outputs([check_input(keypoints, "keypoints")], [("--out", out, (".npz",))])
+    # Everything is checked, and every model loaded, before any work.
+    check_outputs([keypoints], [("--out", out, (".npz",))])
+    if focal is not None and not focal > 0:
+        raise ConfigError(f"--focal must be a positive number of pixels, got {focal}")
+    stage = LiftStageConfig(trajectory=trajectory or bool(trajectory_weights), fov_deg=fov,
+                            trajectory_weights=str(trajectory_weights) if trajectory_weights else None)
     track = load_keypoints_npz(keypoints, fps)
     lifter = Lifter.load(weights, device, _lifter_config(arch, channels, causal))
-    kp, _ = to_h36m(track.keypoints, track.scores, track.format)
-    kp = fill_gaps(kp)
+    mover = load_trajectory(stage, device)
+    kp = fill_gaps(to_h36m(track.keypoints, track.scores, track.format)[0])
     poses = lifter.lift(kp, track.width, track.height, track.fps, flip=flip, bank=PoseBankConfig(mode=pose_bank))
-    mover = load_trajectory(LiftStageConfig(trajectory=trajectory or bool(trajectory_weights),
-                                            trajectory_weights=str(trajectory_weights) if trajectory_weights else None),
-                            device)
-    focal = focal or (focal_from_fov(track.width, track.height, fov) if fov else None)
+    focal = focal or (focal_from_fov(track.width, track.height, fov) if fov is not None else None)
     roots = None if mover is None else mover.lift(kp, track.width, track.height, track.fps, focal=focal, flip=flip)
     save_poses_npz(out, poses, track.fps, kp, roots)
     ui.console.print(f"lifted {len(poses)} frames ({track.format}, {track.fps:g} fps) on {lifter.device} "
-                  f"in {time.perf_counter() - t0:.2f} s -> {out}")
+                     f"in {time.perf_counter() - t0:.2f} s -> {out}")
 
 
 app.command("train")(ui.handle_errors(train.train_command))

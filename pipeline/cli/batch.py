@@ -141,7 +141,7 @@ def batch_command(
     cpus_per_clip: float = typer.Option(1.0, help="With --ray: CPUs per clip."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run YAML (configs/run.yaml)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (overrides the config)."),
-    backend: Optional[str] = typer.Option(None, help="2D backend: auto, yolo-mmpose or mediapipe."),
+    backend: Optional[str] = typer.Option(None, help="2D backend: auto, yolo-mmpose, offline or mediapipe."),
     layout: Optional[str] = typer.Option(None, help="side, pip or overlay."),
     weights: Optional[Path] = typer.Option(None, help="Lifter checkpoint (default: the shipped weights)."),
     weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", envvar="POSE3D_WEIGHTS_DIR",

@@ -15,9 +15,11 @@ from pipeline.evaluation.synth import SynthConfig, save_ground_truth, synthesize
 from pipeline.evaluation.video import evaluate_videos, format_rows, slice_motion
 from pipeline.io.export import atomic_save_npz
 from pipeline.lifting.lifter import Lifter
+from pipeline.run import RunConfig
 from pipeline.training.cameras import film
 from pipeline.training.config import CameraConfig, TrainConfig
 from pipeline.training.mocap import load_dataset, load_motion, resample
+from pipeline.twod.stage import TwoDConfig
 
 
 def project_command(
@@ -76,8 +78,10 @@ def evaluate_video_command(
     seed: int = typer.Option(0, help="Seed of the first clip's look and camera."),
     weights: Optional[Path] = typer.Option(None, help="Lifter checkpoint (default: the shipped weights)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    backend: str = typer.Option("auto", help="2D backend: auto, offline, mediapipe or yolo-mmpose."),
 ) -> None:
     """Whole-pipeline MPJPE / P-MPJPE on rendered clips of held-out subjects."""
+    run_config = RunConfig(twod=TwoDConfig(backend=backend))
     cfg = load_config(TrainConfig, config, {"data": data})
     wanted = {s.strip() for s in subjects.split(",")} if subjects else set(cfg.test_subjects)
     lifter = Lifter.load(weights, device)
@@ -87,6 +91,6 @@ def evaluate_video_command(
     sliced = [slice_motion(m, max(0.0, (len(m.joints) / m.fps - seconds) / 2), seconds) for m in picks]
     with progress_bar() as bar:
         task = bar.add_task("clips", total=len(sliced), info=f"subjects {','.join(sorted(wanted))}")
-        rows = evaluate_videos(sliced, lifter, synth=SynthConfig(seed=seed),
+        rows = evaluate_videos(sliced, lifter, synth=SynthConfig(seed=seed), run_config=run_config,
                                progress=lambda d, t: bar.update(task, completed=d))
     typer.echo(format_rows(rows))

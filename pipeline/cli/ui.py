@@ -40,12 +40,12 @@ def sigterm_interrupts():
     try:
         old = signal.signal(signal.SIGTERM, stop)
     except ValueError:      # not the main thread
-        yield
-        return
+        old = None
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 def handle_errors(fn: Callable) -> Callable:

@@ -16,7 +16,9 @@ The rules every command follows (docs/failure.md):
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterator, Sequence
@@ -66,7 +68,7 @@ def _check_folder(path: Path, option: str) -> None:
         folder = folder.parent
     if not folder.is_dir():
         raise ConfigError(f"{option} {path}: {folder} is not a folder")
-    probe = folder / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    probe = temp_beside(folder / path.name)
     try:
         with open(probe, "xb"):
             pass
@@ -113,9 +115,9 @@ def temp_beside(path: Path) -> Path:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
-    except PermissionError:  # someone else's process
+    except OSError:  # someone else's process (EPERM): alive
         return True
     return True
 
@@ -123,13 +125,17 @@ def _alive(pid: int) -> bool:
 def remove_stale_temps(path: Path) -> list[Path]:
     """Delete the temporary files of ``path`` that runs which no longer exist left behind.
 
+    Only files named exactly as :func:`temp_beside` names them for ``path`` (plus a suffix a writer adds)
+    are considered, and only when the process id in the name is not running.
+
     Returns:
         The files removed.
     """
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)-[0-9a-f]{{8}}{re.escape(TEMP_SUFFIX)}(\.\w+)?")
     removed = []
-    for tmp in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}*"):
-        tag = tmp.name[len(path.name) + 2:].split("-", 1)[0]
-        if tag.isdigit() and int(tag) != os.getpid() and not _alive(int(tag)):
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}*"):
+        match = pattern.fullmatch(tmp.name)
+        if match and int(match[1]) != os.getpid() and not _alive(int(match[1])):
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 removed.append(tmp)

@@ -187,7 +187,7 @@ class VideoWriter(_Closing):
     """
 
     def __init__(self, path, *, width: int, height: int, fps: float, audio_from: Path | None = None,
-                 crf: int = 20, preset: str = "veryfast") -> None:
+                 crf: int = 20, preset: str = "veryfast", final: Path | None = None) -> None:
         """Start ffmpeg writing a temp file beside ``path``.
 
         Args:
@@ -196,19 +196,24 @@ class VideoWriter(_Closing):
             fps: Nominal rate in Hz: spaces frames written without a time, and sets the last frame's length.
             audio_from: File whose first audio track, if any, is added (AAC), cut to the video's duration.
             crf, preset: libx264 quality (lower is better, 18-28 typical) and speed preset.
+            final: Where the video will end up when ``path`` is a temporary file that the caller moves there
+                with its other outputs (:class:`pipeline.io.outputs.StagedOutputs`): encode straight into
+                ``path``, verify it, leave it there, and name ``final`` in messages.
 
         Raises:
-            InputError: The output folder is missing or not writable, or ``audio_from`` is unreadable.
+            OutputError: The output folder is missing or not writable.
+            InputError: ``audio_from`` is unreadable.
         """
         if width < 1 or height < 1 or not fps > 0:
             raise ShapeError(f"{path}: bad video size {width}x{height} or fps {fps}")
-        self.path, self.width, self.height, self.fps = Path(path), int(width), int(height), float(fps)
+        self.path, self.width, self.height, self.fps = Path(final or path), int(width), int(height), float(fps)
         self._proc, self._audio, self._frames, self._last = None, None, 0, None
         if audio_from is not None:
             log = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", file_url(checked_source(audio_from))],
                                  stdin=DEVNULL, capture_output=True).stderr.decode("utf-8", "replace")
             self._audio = Path(audio_from) if parse_header(log)["has_audio"] else None
-        self._tmp = self._temp_file()
+        self._staged = final is not None
+        self._tmp = Path(path) if self._staged else self._temp_file()
         try:
             self._proc = subprocess.Popen(self._command(crf, preset), stdin=PIPE, stdout=DEVNULL, stderr=PIPE)
         except BaseException:
@@ -286,19 +291,28 @@ class VideoWriter(_Closing):
         if self._proc is None:
             return
         proc, self._proc = self._proc, None
+        done = False
         try:
-            if stop_process(proc, self._drain, kill=False) != 0 or self._frames == 0:
+            try:
+                code = stop_process(proc, self._drain, kill=False)
+            except BaseException:               # a signal while ffmpeg finishes: end it, never orphan it
+                stop_process(proc, None)
+                raise
+            if code != 0 or self._frames == 0:
                 why = failure_reason(self._drain.log()) if self._frames else "no frames were written"
                 raise OutputError(f"{self.path}: encoding failed ({why})")
             if self._audio:
                 self._mux_audio()
             self._verify()
-            os.replace(self._tmp, self.path)
+            if not self._staged:
+                os.replace(self._tmp, self.path)
+            done = True
         except OSError as err:
             raise OutputError(f"{self.path}: cannot save the video ({err.strerror})") from err
         finally:
-            with contextlib.suppress(OSError):
-                self._tmp.unlink(missing_ok=True)   # a no-op after the rename
+            if not done or not self._staged:
+                with contextlib.suppress(OSError):
+                    self._tmp.unlink(missing_ok=True)   # a no-op after the rename
 
     def _verify(self) -> None:
         """Probe the finished file: it must read back as a video with every frame written (ffmpeg can exit 0
@@ -314,11 +328,15 @@ class VideoWriter(_Closing):
         """Replace the temp video with one that also holds the audio, cut to the video's end."""
         out = self._tmp.with_name(self._tmp.name + ".a")
         # AAC re-encode, not copy: a copy can only be cut at packet boundaries and not every codec fits mp4.
-        run = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", file_url(self._tmp),
-                              "-i", file_url(self._audio), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
-                              "-c:a", "aac", "-b:a", "160k", "-t", f"{self._last + 1.0 / self.fps:.6f}",
-                              "-movflags", "+faststart", "-f", "mp4", "-y", file_url(out)],
-                             stdin=DEVNULL, capture_output=True)
+        command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", file_url(self._tmp),
+                   "-i", file_url(self._audio), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac",
+                   "-b:a", "160k", "-t", f"{self._last + 1.0 / self.fps:.6f}", "-movflags", "+faststart",
+                   "-f", "mp4", "-y", file_url(out)]
+        try:
+            run = subprocess.run(command, stdin=DEVNULL, capture_output=True)   # a signal kills ffmpeg too
+        except BaseException:                   # a signal during the audio pass: leave no half file
+            out.unlink(missing_ok=True)
+            raise
         if run.returncode != 0:
             out.unlink(missing_ok=True)
             why = failure_reason(run.stderr.decode("utf-8", "replace").splitlines())

@@ -170,6 +170,12 @@ class VerifyResult:
     reason: str
     checked: str = ""
 
+    @property
+    def complete(self) -> bool:
+        """The file's complete SHA-256 matched the table's: the only check that lets pose3d unpickle it in full
+        (a prefix, such as openmmlab's 8 hex digits, catches corruption but not a forged file)."""
+        return self.ok and self.checked == "sha256"
+
 
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file, read in chunks.

@@ -39,10 +39,16 @@ from pipeline.lifting.model import TemporalModel, flip_2d, pad_sequence, pose_si
 DEFAULT_FOV_DEG = 55.0  # across the longer image side: a typical phone or action camera's main lens
 
 
+def check_fov(fov_deg: float) -> float:
+    """``fov_deg`` when it is a usable field of view (1-170 degrees), else ConfigError."""
+    if not 1.0 <= fov_deg <= 170.0:
+        raise ConfigError(f"field of view (--fov) must be in [1, 170] degrees, got {fov_deg}")
+    return fov_deg
+
+
 def focal_from_fov(width: int, height: int, fov_deg: float) -> float:
     """Focal length in pixels for a field of view across the longer image side (degrees)."""
-    if not 1.0 <= fov_deg <= 170.0:
-        raise ConfigError(f"field of view must be in [1, 170] degrees, got {fov_deg}")
+    check_fov(fov_deg)
     return max(width, height) / 2.0 / math.tan(math.radians(fov_deg) / 2.0)
 
 

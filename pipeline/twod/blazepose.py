@@ -103,6 +103,39 @@ def landmarks_to_person(landmarks: np.ndarray, width: int, height: int,
     return PersonKeypoints(mediapipe_to_coco(xy).astype(np.float32), scores, box, float(scores.mean()))
 
 
+def _pixel_landmarks(pose_landmarks, width: int, height: int) -> np.ndarray:
+    """(33, 3) [x px, y px, confidence] from a BlazePose result's normalised landmarks."""
+    landmarks = np.empty((33, 3), np.float64)
+    for i, lm in enumerate(pose_landmarks.landmark):
+        # presence is unset (0) in the solutions API of 0.10.x; use it only where it is reported.
+        presence = lm.presence if lm.HasField("presence") else 1.0
+        landmarks[i] = lm.x * width, lm.y * height, lm.visibility * presence
+    return landmarks
+
+
+def square_crop(image: np.ndarray, box: np.ndarray, scale: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A square crop centred on a box, its side ``scale`` times the box's longer side, resized to ``size``.
+
+    The aspect is kept (people are never stretched) and the area outside the image is grey.
+
+    Args:
+        image: (H, W, 3) uint8.
+        box: (4,) x1 y1 x2 y2 pixels.
+        scale: Crop side over the box's longer side (room around the person for BlazePose's detector).
+        size: Side of the returned crop, pixels.
+
+    Returns:
+        crop (size, size, 3) uint8, and the (2, 3) affine from crop pixels back to image pixels.
+    """
+    x1, y1, x2, y2 = np.asarray(box, np.float64)
+    side = max(scale * max(x2 - x1, y2 - y1), 1.0)
+    s = size / side
+    x0, y0 = (x1 + x2 - side) / 2, (y1 + y2 - side) / 2
+    crop = cv2.warpAffine(image, np.array([[s, 0, -s * x0], [0, s, -s * y0]]), (size, size),
+                          flags=cv2.INTER_LINEAR, borderValue=_GREY)
+    return crop, np.array([[1 / s, 0, x0], [0, 1 / s, y0]])
+
+
 def _background_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Inpaint ``mask`` from the colours around it (at reduced resolution: the fill only has to be plausible).
 
@@ -194,7 +227,33 @@ def native_stderr_silenced():
                 os.close(_silenced["saved"])
 
 
-class MediaPipePose:
+class _Graphs:
+    """What the two BlazePose users share: a context manager that releases the graphs, and quiet first calls.
+
+    MediaPipe logs one-off warnings to fd 2 with its first detections; the first few calls run muted.
+    """
+
+    _quiet_calls = 5
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:  # pragma: no cover - each subclass releases its graphs
+        raise NotImplementedError
+
+    def _process(self, graph, rgb: np.ndarray):
+        """``graph.process(rgb)``, with fd 2 muted for the first calls."""
+        if self._quiet_calls > 0:
+            self._quiet_calls -= 1
+            with native_stderr_silenced():
+                return graph.process(rgb)
+        return graph.process(rgb)
+
+
+class MediaPipePose(_Graphs):
     """Multi-person COCO-17 keypoints from MediaPipe BlazePose by iterative masking.
 
     BlazePose returns the single most prominent person. After each call that person is painted over (their
@@ -219,13 +278,6 @@ class MediaPipePose:
             self._video = mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1,
                                                  enable_segmentation=self.config.mask == "silhouette",
                                                  min_detection_confidence=self.config.min_detection_confidence)
-        self._quiet_calls = 5  # the graph's one-off warnings come with its first detections
-
-    def __enter__(self) -> "MediaPipePose":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def close(self) -> None:
         """Release the MediaPipe graph (idempotent)."""
@@ -346,21 +398,11 @@ class MediaPipePose:
             px, py = round(self.config.pad * w), round(self.config.pad * h)
             padded = cv2.copyMakeBorder(rgb, py, py, px, px, cv2.BORDER_CONSTANT, value=_GREY)
             return self._find(padded, np.array([[1.0, 0, -px], [0, 1.0, -py]]), (w, h), video=video)
-        graph = self._video if video else self._pose
-        if self._quiet_calls > 0:
-            self._quiet_calls -= 1
-            with native_stderr_silenced():
-                result = graph.process(rgb)
-        else:
-            result = graph.process(rgb)
+        result = self._process(self._video if video else self._pose, rgb)
         if result.pose_landmarks is None:
             return None
         h, w = rgb.shape[:2]
-        landmarks = np.empty((33, 3), np.float64)
-        for i, lm in enumerate(result.pose_landmarks.landmark):
-            # presence is unset (0) in the solutions API of 0.10.x; use it only where it is reported.
-            presence = lm.presence if lm.HasField("presence") else 1.0
-            landmarks[i] = lm.x * w, lm.y * h, lm.visibility * presence
+        landmarks = _pixel_landmarks(result.pose_landmarks, w, h)
         mask = None if result.segmentation_mask is None else (result.segmentation_mask > 0.5).astype(np.uint8)
         if to_image is not None:
             landmarks[:, :2] = landmarks[:, :2] @ to_image[:, :2].T + to_image[:, 2]
@@ -377,14 +419,93 @@ class MediaPipePose:
         landmarks) fit better than from the whole frame.
         """
         h, w = rgb.shape[:2]
-        x1, y1, x2, y2 = person.box.astype(np.float64)
-        if y2 - y1 > self.config.refine_below * h:
+        if person.box[3] - person.box[1] > self.config.refine_below * h:
             return person, silhouette
-        side = 1.25 * max(x2 - x1, y2 - y1)  # room around the person for BlazePose's detector
-        s = self.config.refine_size / side
-        x0, y0 = (x1 + x2 - side) / 2, (y1 + y2 - side) / 2
-        size = self.config.refine_size
-        crop = cv2.warpAffine(rgb, np.array([[s, 0, -s * x0], [0, s, -s * y0]]), (size, size),
-                              flags=cv2.INTER_LINEAR, borderValue=_GREY)
-        found = self._find(crop, np.array([[1 / s, 0, x0], [0, 1 / s, y0]]), (w, h))
+        crop, to_image = square_crop(rgb, person.box, 1.25, self.config.refine_size)
+        found = self._find(crop, to_image, (w, h))
         return found if found is not None and _better(found[0], person) else (person, silhouette)
+
+
+@dataclass(frozen=True)
+class CropConfig:
+    """BlazePose on each detected person's crop (the ``offline`` backend's keypointer).
+
+    Attributes:
+        scale: Crop side over the person box's longer side: room around the person for BlazePose's own
+            detector, which must find the person again inside the crop.
+        size: Side of the crop given to BlazePose, pixels (small people are scaled up to it).
+        min_detection_confidence: BlazePose's person-detector threshold inside the crop.
+        min_overlap: The person BlazePose finds in the crop must overlap the detector's box by this IoU at
+            least (else it found a neighbour, and the box gets no keypoints this frame).
+    """
+
+    scale: float = 1.25
+    size: int = 256
+    min_detection_confidence: float = 0.3
+    min_overlap: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.scale < 1 or self.size < 64 or not 0 < self.min_detection_confidence < 1 \
+                or not 0 <= self.min_overlap < 1:
+            raise ConfigError(f"bad CropConfig: scale={self.scale}, size={self.size}, "
+                              f"min_detection_confidence={self.min_detection_confidence}, "
+                              f"min_overlap={self.min_overlap}")
+
+
+class BlazePoseCrops(_Graphs):
+    """COCO-17 keypoints of detected people: BlazePose on each person's square, aspect-kept crop.
+
+    The landmark model is made for a person-centred crop; giving it one per detected box replaces the
+    whole-frame search (and its limit of a few large people). Use as a context manager (or call
+    :meth:`close`) to release the graph.
+    """
+
+    def __init__(self, config: CropConfig | None = None) -> None:
+        try:
+            import mediapipe as mp  # deferred: slow to import, only the offline backends need it
+        except ImportError as exc:  # pragma: no cover - mediapipe is a declared dependency
+            raise ModelError(f"the offline 2D backend needs the mediapipe package ({exc})") from None
+        self.config = config or CropConfig()
+        self._mapping = MediaPipeConfig(box_expand=0.0)
+        with native_stderr_silenced():
+            self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
+                                                enable_segmentation=False,
+                                                min_detection_confidence=self.config.min_detection_confidence)
+
+    def close(self) -> None:
+        """Release the MediaPipe graph (idempotent)."""
+        if self._pose is not None:
+            self._pose.close()
+            self._pose = None
+
+    def estimate(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints of the people in ``boxes``.
+
+        Args:
+            image: (H, W, 3) uint8 BGR frame.
+            boxes: (N, 4) x1 y1 x2 y2 pixels, one person each.
+
+        Returns:
+            keypoints (N, 17, 2) float32 frame pixels (NaN where BlazePose found nobody, or a neighbour, in
+            the crop), scores (N, 17) float32 in [0, 1] (0 there).
+        """
+        if self._pose is None:
+            raise ModelError("BlazePoseCrops was closed")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ShapeError(f"image must be (H, W, 3) uint8 BGR, got {image.shape} {image.dtype}")
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        keypoints = np.full((len(boxes), 17, 2), np.nan, np.float32)
+        scores = np.zeros((len(boxes), 17), np.float32)
+        h, w = image.shape[:2]
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        for i, box in enumerate(boxes):
+            crop, to_image = square_crop(rgb, box, self.config.scale, self.config.size)
+            found = self._process(self._pose, crop).pose_landmarks
+            if found is None:
+                continue
+            landmarks = _pixel_landmarks(found, self.config.size, self.config.size)
+            landmarks[:, :2] = landmarks[:, :2] @ to_image[:, :2].T + to_image[:, 2]
+            person = landmarks_to_person(landmarks, w, h, self._mapping)
+            if _iou(person.box, box) >= self.config.min_overlap:
+                keypoints[i], scores[i] = person.keypoints, person.scores
+        return keypoints, scores

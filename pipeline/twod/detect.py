@@ -229,7 +229,7 @@ def _detector_source(model: str, weights_dir: str | Path | None, trust_weights: 
             raise ConfigError(f"{model!r} is a {weights.MODELS[model].kind} model, not a detector")
         path = weights.locate(model, weights_dir)
         check = weights.verify(model, weights_dir)
-        if not trust_weights and not (check.ok and check.checked == "sha256"):
+        if not trust_weights and not check.complete:
             raise ModelError(f"{path}: not loaded, since loading a .pt file can run code and its complete SHA-256 "
                              f"is not the published one ({check.reason}); pass --trust-weights if the file is "
                              "your own")

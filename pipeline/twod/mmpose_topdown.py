@@ -300,10 +300,8 @@ class MMPoseEstimator:
 
 
 def _safe_verify(verify, name: str, directory: str | Path | None) -> bool:
-    """Whether ``weights.verify`` matched the file's complete SHA-256 (a prefix, such as openmmlab's 8 hex digits,
-    catches corruption but not a forged file); a failing check counts as not verified."""
+    """Whether ``weights.verify`` matched the file's complete SHA-256; a failing check counts as not verified."""
     try:
-        result = verify(name, directory)
-        return bool(result.ok and result.checked == "sha256")
+        return bool(verify(name, directory).complete)
     except Exception:  # noqa: BLE001 - any failure of the check means "not verified", never a crash here
         return False

@@ -1,16 +1,19 @@
 """The 2D stage in one object: people -> COCO-17 keypoints -> identities -> tracks.
 
-Two backends fill the same containers:
+Three backends fill the same containers:
 
 * "yolo-mmpose" (the design's primary path): Ultralytics YOLO boxes, batched over frames -> tracker ->
   an mmpose top-down model on every tracked box of a frame in one batch.
-* "mediapipe" (offline default): BlazePose finds people and keypoints together (its weights ship in the
-  wheel) -> tracker.
+* "offline" (the offline default; everything ships with pose3d): the bundled NanoDet person detector
+  (:mod:`pipeline.twod.nanodet`) -> tracker -> BlazePose on each tracked person's crop
+  (:class:`pipeline.twod.blazepose.BlazePoseCrops`).
+* "mediapipe" (the earlier offline path, kept for comparison): BlazePose finds people and keypoints together
+  on the whole frame, a few large people at most, by painting over each one found -> tracker.
 
-"auto" picks yolo-mmpose when its weights are in the weights directory or can be fetched, else mediapipe
+"auto" picks yolo-mmpose when its weights are in the weights directory or can be fetched, else offline
 (:func:`resolve_backend`). ``pose3d run`` feeds the stage frames in order::
 
-    with TwoDStage(TwoDConfig(backend="mediapipe"), fps=video.fps) as stage:
+    with TwoDStage(TwoDConfig(backend="offline"), fps=video.fps) as stage:
         for batch in batches_of(frames, stage.batch_size):
             results = stage.process_batch(batch)   # these frames' people, with track ids
         tracks = stage.finish(num_frames)          # whole tracks, gaps filled or split, people re-identified
@@ -26,13 +29,14 @@ import numpy as np
 
 from pipeline.errors import ConfigError, Pose3DError
 from pipeline.io import weights
-from pipeline.twod.blazepose import MediaPipeConfig, MediaPipePose
+from pipeline.twod.blazepose import BlazePoseCrops, CropConfig, MediaPipeConfig, MediaPipePose
 from pipeline.twod.detect import DetectorConfig, PersonTracker, TrackerConfig, YoloDetector
 from pipeline.twod.mmpose_topdown import MMPoseConfig, MMPoseEstimator
-from pipeline.twod.tracks import TrackBuilder, TrackConfig, appearance
+from pipeline.twod.nanodet import NanoDetConfig, NanoDetDetector
+from pipeline.twod.tracks import TrackBuilder, TrackConfig, appearance, every_joint_seen
 from pipeline.types import Detections, Frame, Track
 
-BACKENDS = ("auto", "mediapipe", "yolo-mmpose")
+BACKENDS = ("auto", "offline", "mediapipe", "yolo-mmpose")
 
 
 @dataclass(frozen=True)
@@ -40,9 +44,11 @@ class TwoDConfig:
     """Settings of the 2D stage.
 
     Attributes:
-        backend: "auto", "mediapipe" or "yolo-mmpose" (see the module docstring).
+        backend: "auto", "offline", "mediapipe" or "yolo-mmpose" (see the module docstring).
         detector: YOLO person detector (yolo-mmpose).
         mmpose: Top-down keypoint model (yolo-mmpose).
+        nanodet: The bundled person detector (offline).
+        crops: BlazePose on each person's crop (offline).
         mediapipe: BlazePose multi-person search by masking (mediapipe).
         tracker: Identity tracking.
         tracks: Gap filling, splitting, minimum length and re-identification.
@@ -53,6 +59,8 @@ class TwoDConfig:
     backend: str = "auto"
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     mmpose: MMPoseConfig = field(default_factory=MMPoseConfig)
+    nanodet: NanoDetConfig = field(default_factory=NanoDetConfig)
+    crops: CropConfig = field(default_factory=CropConfig)
     mediapipe: MediaPipeConfig = field(default_factory=MediaPipeConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     tracks: TrackConfig = field(default_factory=TrackConfig)
@@ -87,13 +95,13 @@ def _needed_weights(config: TwoDConfig) -> list[str]:
 
 
 def _untrusted_detectors(config: TwoDConfig, weights_dir: str | Path | None) -> list[str]:
-    """File names of the table's YOLO files this config needs whose complete SHA-256 does not match (Ultralytics
-    unpickles them in full; mmpose checkpoints go through torch's safe loader and need no such check)."""
+    """The YOLO file this config needs, if Ultralytics would have to unpickle it in full without pose3d knowing
+    its complete SHA-256: a table model's file that does not match, or a file of the user's own (mmpose
+    checkpoints go through torch's safe loader and need no such check)."""
     name = config.detector.model
-    if name not in weights.MODELS:
-        return []
-    check = weights.verify(name, weights_dir)
-    return [] if check.ok and check.checked == "sha256" else [weights.MODELS[name].filename]
+    if name in weights.MODELS:
+        return [] if weights.verify(name, weights_dir).complete else [weights.MODELS[name].filename]
+    return [] if name.endswith((".yaml", ".yml")) else [name]
 
 
 def resolve_backend(config: TwoDConfig, weights_dir: str | Path | None = None, fetch: bool = True,
@@ -129,14 +137,14 @@ def resolve_backend(config: TwoDConfig, weights_dir: str | Path | None = None, f
         untrusted = [] if config.trust_weights else _untrusted_detectors(config, weights_dir)
         if not untrusted:
             return replace(config, backend="yolo-mmpose"), None
-        return replace(config, backend="mediapipe"), (
-            f"using the bundled MediaPipe model: {', '.join(untrusted)} in {weights.weights_dir(weights_dir)} "
+        return replace(config, backend="offline"), (
+            f"using the bundled offline models: {', '.join(untrusted)} in {weights.weights_dir(weights_dir)} "
             "does not match the published SHA-256, and loading it could run code from the file; "
             "`pose3d weights fetch` it again, or pass --trust-weights if it is your own")
     files = ", ".join(weights.MODELS[n].filename for n in missing)
     why = "not downloadable from this host" if tried else "downloads disabled (fetch_weights: false)"
-    return replace(config, backend="mediapipe"), (
-        f"using the bundled MediaPipe model: YOLO + mmpose weights missing in {weights.weights_dir(weights_dir)} "
+    return replace(config, backend="offline"), (
+        f"using the bundled offline models: YOLO + mmpose weights missing in {weights.weights_dir(weights_dir)} "
         f"({files}), {why}; `pose3d weights fetch {' '.join(missing)}` on a connected host enables them")
 
 
@@ -181,19 +189,23 @@ class TwoDStage:
         config, self.notice = resolve_backend(config or TwoDConfig(), weights_dir, fetch=False)
         self.config, self.fps = config, fps
         self._pose = self._detector = self._keypoints = None
+        self._batch = 1
         if config.backend == "mediapipe":
             self._pose = MediaPipePose(config.mediapipe)
+        elif config.backend == "offline":
+            self._detector, self._keypoints = NanoDetDetector(config.nanodet), BlazePoseCrops(config.crops)
         else:
             models = models or TwoDModels.load(config, device, weights_dir)
             self._detector, self._keypoints = models.detector, models.keypoints
+            self._batch = config.detector.batch_size
         self._tracker = PersonTracker(config.tracker, fps)
         self._builder = TrackBuilder(config.tracks)
         self._frames = 0
 
     @property
     def batch_size(self) -> int:
-        """Frames :meth:`process_batch` should get at once (the detector's batch; 1 for MediaPipe)."""
-        return self.config.detector.batch_size if self._detector is not None else 1
+        """Frames :meth:`process_batch` should get at once (YOLO's batch; 1 for the offline backends)."""
+        return self._batch
 
     def __enter__(self) -> "TwoDStage":
         return self
@@ -202,9 +214,10 @@ class TwoDStage:
         self.close()
 
     def close(self) -> None:
-        """Release the MediaPipe graph."""
-        if self._pose is not None:
-            self._pose.close()
+        """Release the MediaPipe graphs."""
+        for graph in (self._pose, self._keypoints):
+            if isinstance(graph, (MediaPipePose, BlazePoseCrops)):
+                graph.close()
 
     def process(self, frame: Frame) -> FrameResult:
         """Find, identify and record the people in one frame (frames must come in order)."""
@@ -257,6 +270,9 @@ class TwoDStage:
             num_frames: Frames in the video; defaults to one past the last processed frame.
 
         Returns:
-            Tracks sorted by id.
+            Tracks sorted by id; a track whose keypointer never saw one of the joints during one of its runs
+            (a box the landmark model found nobody in: a far-away or hidden person) is left out, since nothing
+            can be lifted from it.
         """
-        return self._builder.build(self._frames if num_frames is None else num_frames, self.fps)
+        tracks = self._builder.build(self._frames if num_frames is None else num_frames, self.fps)
+        return [t for t in tracks if every_joint_seen(t)]

@@ -237,3 +237,11 @@ def build_tracks(per_frame: Iterable[tuple[int, Detections, np.ndarray, np.ndarr
     for frame_index, detections, keypoints, scores in per_frame:
         builder.add(frame_index, detections, keypoints, scores)
     return builder.build(num_frames, fps)
+
+
+def every_joint_seen(track: Track) -> bool:
+    """Whether each run of a track (its frames without a gap) has every joint at least once: what gap filling,
+    and so lifting, needs."""
+    seen = np.isfinite(track.keypoints).all(axis=-1)
+    runs = np.split(np.arange(len(track)), np.flatnonzero(np.diff(track.frames) > 1) + 1)
+    return all(seen[run].any(axis=0).all() for run in runs)

@@ -115,7 +115,7 @@ def test_hostile_weight_files_are_never_unpickled(work):
     marker = work / "code-ran"
     _hostile_weights(work / "w", marker)
     before = digests(work)
-    # Named by $POSE3D_WEIGHTS_DIR, with backend auto: MediaPipe instead, and the shipped lifter still found.
+    # Named by $POSE3D_WEIGHTS_DIR, with backend auto: the offline models instead, the shipped lifter still found.
     proc = pose3d("run", "clip.mp4", "--export", "out.json", "-c", "fast.yaml", "--backend", "auto",
                   cwd=work, env={"POSE3D_WEIGHTS_DIR": str(work / "w")})
     assert proc.returncode == 0, proc.stderr
@@ -231,7 +231,7 @@ def test_missing_output_folders_are_created_when_the_run_writes(work):
 def test_sigterm_during_the_encode_exits_143_and_leaves_nothing(work):
     subprocess.run([ffmpeg_exe(), "-v", "error", "-stream_loop", "3", "-i", "clip.mp4", "-c", "copy", "long.mp4"],
                    cwd=work, check=True)
-    stale = work / "made" / ".out.mp4.999999999-0bad.tmp"     # left by a killed run whose process is gone
+    stale = work / "made" / ".out.mp4.999999999-0badcafe.tmp"     # left by a killed run whose process is gone
     before = digests(work)
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "long.mp4", "--out", "made/out.mp4",
                              "--export", "made/out.json", "-c", "fast.yaml"], cwd=work, stdout=subprocess.PIPE,

@@ -73,18 +73,18 @@ def _offline(monkeypatch):
     monkeypatch.setenv(weights.ENV_BASE_URL, f"http://127.0.0.1:{port}/")
 
 
-def test_auto_falls_back_to_mediapipe_in_one_line(tmp_path, monkeypatch):
+def test_auto_falls_back_to_the_offline_models_in_one_line(tmp_path, monkeypatch):
     _offline(monkeypatch)
     config, notice = resolve_backend(TwoDConfig(), tmp_path, fetch=True)
-    assert config.backend == "mediapipe"
-    assert "\n" not in notice and "MediaPipe" in notice
+    assert config.backend == "offline"
+    assert "\n" not in notice and "bundled offline models" in notice
     assert "yolo11n.pt" in notice and str(tmp_path) in notice and "pose3d weights fetch yolo11n hrnet-w32" in notice
     assert not list(tmp_path.iterdir())  # no half-downloaded file left behind
 
 
 def test_auto_without_downloads_says_so(tmp_path):
     config, notice = resolve_backend(TwoDConfig(), tmp_path, fetch=False)
-    assert config.backend == "mediapipe" and "fetch_weights: false" in notice
+    assert config.backend == "offline" and "fetch_weights: false" in notice
 
 
 def test_auto_uses_weights_that_are_present(tmp_path, monkeypatch):
@@ -101,7 +101,7 @@ def test_auto_never_loads_a_yolo_file_that_is_not_the_published_one(tmp_path):
     for name in ("yolo11n", "hrnet-w32"):
         (tmp_path / weights.MODELS[name].filename).write_bytes(b"x")
     config, notice = resolve_backend(TwoDConfig(), tmp_path, fetch=False)
-    assert config.backend == "mediapipe" and "yolo11n.pt" in notice and "--trust-weights" in notice
+    assert config.backend == "offline" and "yolo11n.pt" in notice and "--trust-weights" in notice
     config, notice = resolve_backend(TwoDConfig(trust_weights=True), tmp_path, fetch=False)
     assert config.backend == "yolo-mmpose" and notice is None
 

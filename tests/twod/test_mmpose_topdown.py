@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import types
 
 import numpy as np
 import pytest
@@ -143,12 +142,14 @@ def test_bad_checkpoints_are_model_errors(tmp_path):
 def test_only_a_verified_file_is_fully_unpickled(tmp_path, monkeypatch):
     state = _build("rtmpose-m", checkpoint="none").model.state_dict()
     torch.save({"state_dict": state, "meta": {"x": _Foreign()}}, tmp_path / MODELS["rtmpose-m"].filename)
+    def result(ok: bool, checked: str) -> weights.VerifyResult:
+        return weights.VerifyResult("rtmpose-m", tmp_path, True, 1, "", ok, "", checked)
+
     for ok, checked in ((False, "sha256"), (True, "sha256-prefix"), (True, "size")):
-        monkeypatch.setattr(weights, "verify", lambda name, directory, ok=ok, checked=checked:
-                            types.SimpleNamespace(ok=ok, checked=checked), raising=False)
+        monkeypatch.setattr(weights, "verify", lambda name, directory, r=result(ok, checked): r, raising=False)
         with pytest.raises(ModelError, match="refused by torch's safe loader.*--trust-weights"):
             _build("rtmpose-m", checkpoint="auto", weights_dir=tmp_path)  # a prefix does not rule out a forgery
-    monkeypatch.setattr(weights, "verify", lambda name, directory: types.SimpleNamespace(ok=True, checked="sha256"))
+    monkeypatch.setattr(weights, "verify", lambda name, directory: result(True, "sha256"))
     _build("rtmpose-m", checkpoint="auto", weights_dir=tmp_path)  # the complete SHA-256 verified: loads
 
 

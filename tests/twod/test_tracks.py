@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from pipeline.config import from_dict
 from pipeline.errors import ConfigError, ShapeError
-from pipeline.twod.tracks import TrackBuilder, TrackConfig, build_tracks
+from pipeline.twod.tracks import TrackBuilder, TrackConfig, build_tracks, every_joint_seen
 from pipeline.types import Detections, Track
 
 FPS = 30.0
@@ -143,3 +145,14 @@ def test_bad_inputs_raise():
 
 def test_no_sightings_no_tracks():
     assert build_tracks(sightings({}, 10), 10, FPS) == []
+
+
+def test_every_joint_seen_per_run():
+    kp = np.zeros((4, 17, 2), np.float32)
+    track = Track(1, np.array([0, 1, 5, 6]), kp, np.ones((4, 17), np.float32), np.zeros(4, bool))
+    assert every_joint_seen(track)
+    kp = kp.copy()
+    kp[2:, 3] = np.nan                       # the second run (frames 5, 6) never sees joint 3
+    assert not every_joint_seen(replace(track, keypoints=kp))
+    kp[2, 3] = 1.0
+    assert every_joint_seen(replace(track, keypoints=kp))

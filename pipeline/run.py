@@ -142,7 +142,7 @@ class RunResult:
         seconds: Wall time per stage ('2d', 'clean' when on, 'lift', 'render', 'export').
         frames: Frames decoded in the 2D pass.
         backend: The 2D backend that ran ('offline', 'mediapipe' or 'yolo-mmpose').
-        notices: One-line remarks for the user (why "auto" fell back to MediaPipe, why nobody was tracked,
+        notices: One-line remarks for the user (why "auto" fell back to the offline models, why nobody was tracked,
             frames that could not be decoded).
         timeline: Presentation time of every decoded frame, and how many could not be decoded.
     """

@@ -67,7 +67,9 @@ def evaluate_clip(motion: Motion, synth: SynthConfig, lifter: Lifter, run_config
     pred = track.poses3d[keep]
     joints = list(H36M_LIMB_JOINTS)
     h36m_2d, _ = coco_to_h36m(track.keypoints[keep], track.scores[keep])
-    err2d = np.nanmean(np.linalg.norm(h36m_2d[:, joints] - clip.keypoints2d[frames][:, joints], axis=-1), axis=1)
+    distance = np.linalg.norm(h36m_2d[:, joints] - clip.keypoints2d[frames][:, joints], axis=-1)
+    seen = np.isfinite(distance)   # a frame whose keypoints the 2D stage never saw has no 2D error
+    err2d = np.where(seen.any(1), np.where(seen, distance, 0.0).sum(1) / np.maximum(seen.sum(1), 1), np.nan)
     return VideoEvalRow(motion.name, t, len(frames) / t, float(np.nanmean(err2d / person_height_px(clip)[frames])),
                         1000 * metrics.mpjpe(pred[:, joints], gt3d[:, joints]),
                         1000 * metrics.p_mpjpe(pred[:, joints], gt3d[:, joints]))

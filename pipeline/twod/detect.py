@@ -218,6 +218,22 @@ class DetectorConfig:
                               f"batch_size={self.batch_size}, max_det={self.max_det}")
 
 
+def untrusted_detector(model: str, weights_dir: str | Path | None) -> str | None:
+    """Why Ultralytics would unpickle ``model``'s file in full (running any code it holds) without pose3d
+    knowing the file, or None when it may: a YAML (nothing unpickled), or a table model whose complete SHA-256
+    matches.
+
+    Returns:
+        One line naming the file, e.g. "yolo11n.pt does not match its published SHA-256 (...)".
+    """
+    if model in weights.MODELS:
+        check = weights.verify(model, weights_dir)
+        return None if check.complete else f"{check.path.name} does not match its published SHA-256 ({check.reason})"
+    if model.endswith((".yaml", ".yml")):
+        return None
+    return f"{model} is a file of unknown origin (pose3d knows no checksum for it)"
+
+
 def _detector_source(model: str, weights_dir: str | Path | None, trust_weights: bool = False) -> str:
     """The file or YAML Ultralytics should load; never a bare name it would try to download.
 
@@ -227,22 +243,19 @@ def _detector_source(model: str, weights_dir: str | Path | None, trust_weights: 
     if model in weights.MODELS:
         if weights.MODELS[model].kind != "detector":
             raise ConfigError(f"{model!r} is a {weights.MODELS[model].kind} model, not a detector")
-        path = weights.locate(model, weights_dir)
-        check = weights.verify(model, weights_dir)
-        if not trust_weights and not check.complete:
-            raise ModelError(f"{path}: not loaded, since loading a .pt file can run code and its complete SHA-256 "
-                             f"is not the published one ({check.reason}); pass --trust-weights if the file is "
-                             "your own")
-        return str(path)
-    if model.endswith((".yaml", ".yml")):
+        source = str(weights.locate(model, weights_dir))
+    elif model.endswith((".yaml", ".yml")):
         return model  # Ultralytics builds it from its bundled model definitions, untrained
-    if Path(model).is_file():
-        if not trust_weights:
-            raise ModelError(f"{model}: not loaded, since loading a .pt file can run code and pose3d knows no "
-                             "checksum for this one; pass --trust-weights if the file is your own")
-        return model
-    known = ", ".join(k for k, m in weights.MODELS.items() if m.kind == "detector")
-    raise ModelError(f"detector {model!r} is neither a known model ({known}), a model YAML nor an existing file")
+    elif Path(model).is_file():
+        source = model
+    else:
+        known = ", ".join(k for k, m in weights.MODELS.items() if m.kind == "detector")
+        raise ModelError(f"detector {model!r} is neither a known model ({known}), a model YAML nor an existing file")
+    why = None if trust_weights else untrusted_detector(model, weights_dir)
+    if why:
+        raise ModelError(f"{source}: not loaded, since loading a .pt file can run code and {why}; pass "
+                         "--trust-weights if the file is your own")
+    return source
 
 
 class YoloDetector:

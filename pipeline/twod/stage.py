@@ -30,7 +30,7 @@ import numpy as np
 from pipeline.errors import ConfigError, Pose3DError
 from pipeline.io import weights
 from pipeline.twod.blazepose import BlazePoseCrops, CropConfig, MediaPipeConfig, MediaPipePose
-from pipeline.twod.detect import DetectorConfig, PersonTracker, TrackerConfig, YoloDetector
+from pipeline.twod.detect import DetectorConfig, PersonTracker, TrackerConfig, YoloDetector, untrusted_detector
 from pipeline.twod.mmpose_topdown import MMPoseConfig, MMPoseEstimator
 from pipeline.twod.nanodet import NanoDetConfig, NanoDetDetector
 from pipeline.twod.tracks import TrackBuilder, TrackConfig, appearance, every_joint_seen
@@ -94,16 +94,6 @@ def _needed_weights(config: TwoDConfig) -> list[str]:
     return needed + ([config.mmpose.model] if config.mmpose.checkpoint == "auto" else [])
 
 
-def _untrusted_detectors(config: TwoDConfig, weights_dir: str | Path | None) -> list[str]:
-    """The YOLO file this config needs, if Ultralytics would have to unpickle it in full without pose3d knowing
-    its complete SHA-256: a table model's file that does not match, or a file of the user's own (mmpose
-    checkpoints go through torch's safe loader and need no such check)."""
-    name = config.detector.model
-    if name in weights.MODELS:
-        return [] if weights.verify(name, weights_dir).complete else [weights.MODELS[name].filename]
-    return [] if name.endswith((".yaml", ".yml")) else [name]
-
-
 def resolve_backend(config: TwoDConfig, weights_dir: str | Path | None = None, fetch: bool = True,
                     progress: Callable[[str, int, int | None], None] | None = None) -> tuple[TwoDConfig, str | None]:
     """Turn backend "auto" into a concrete one, fetching yolo-mmpose weights when allowed and possible.
@@ -134,13 +124,14 @@ def resolve_backend(config: TwoDConfig, weights_dir: str | Path | None = None, f
             tried = True  # offline or unreachable: the notice below says what to do; the detail is noise here
             break
     if not missing:
-        untrusted = [] if config.trust_weights else _untrusted_detectors(config, weights_dir)
-        if not untrusted:
+        # mmpose checkpoints go through torch's safe loader; only the YOLO file would be unpickled in full.
+        why = None if config.trust_weights else untrusted_detector(config.detector.model, weights_dir)
+        if not why:
             return replace(config, backend="yolo-mmpose"), None
         return replace(config, backend="offline"), (
-            f"using the bundled offline models: {', '.join(untrusted)} in {weights.weights_dir(weights_dir)} "
-            "does not match the published SHA-256, and loading it could run code from the file; "
-            "`pose3d weights fetch` it again, or pass --trust-weights if it is your own")
+            f"using the bundled offline models: in {weights.weights_dir(weights_dir)}, {why}, and loading it "
+            "could run code from the file; `pose3d weights fetch` it again, or pass --trust-weights if it is "
+            "your own")
     files = ", ".join(weights.MODELS[n].filename for n in missing)
     why = "not downloadable from this host" if tried else "downloads disabled (fetch_weights: false)"
     return replace(config, backend="offline"), (

@@ -1,10 +1,10 @@
 """Identities on the real clips: how many ids each clip gets, with appearance re-identification off and on.
 
-Runs the offline 2D stage (MediaPipe boxes -> ByteTrack) once per clip and builds the tracks twice from the
-same sightings: with ``reid_max_gap_s: 0`` (the tracker's ids alone, split where someone is away longer
-than ``max_gap_s``) and with the configured re-identification. For clips whose number of people is known
-(``PEOPLE``), "extra ids" is tracks minus people: each is an identity switch a user would see (a person
-coming back under a new id). Frames covered and the gaps that re-identification bridged are listed per track.
+Runs the 2D stage (default backend: offline, NanoDet boxes -> ByteTrack) once per clip and builds the tracks
+twice from the same sightings: with ``reid_max_gap_s: 0, untangle: false`` (the tracker's ids alone, split
+where someone is away longer than ``max_gap_s``) and with the configured re-identification and untangling.
+For clips whose number of people is known (``PEOPLE``), "extra ids" is tracks minus people: each is an
+identity switch a user would see (a person coming back under a new id). Frames covered and the gaps that re-identification bridged are listed per track.
 
 Usage:
     python benchmarks/tracking_ids.py [CLIP ...]      # default: the clips under ../shared/data/videos
@@ -39,8 +39,9 @@ def sightings(path: Path, config: TwoDConfig) -> tuple[list, int, float]:
     with VideoReader(path, max_size=1280) as reader, TwoDStage(config, fps=info.fps) as stage:
         for frame in reader:
             r = stage.process(frame)
-            looks = [appearance(frame.image, b) if i >= 0 else None
-                     for b, i in zip(r.detections.boxes, r.detections.track_ids.tolist())]
+            looks = [appearance(frame.image, b, kp, sc) if i >= 0 else None
+                     for b, i, kp, sc in zip(r.detections.boxes, r.detections.track_ids.tolist(), r.keypoints,
+                                             r.scores)]
             rows.append((r.index, r.detections, r.keypoints, r.scores, looks))
     return rows, len(rows), info.fps
 
@@ -72,7 +73,8 @@ def main() -> None:
     for clip in clips:
         rows, frames, fps = sightings(clip, config)
         people = PEOPLE.get(clip.name)
-        for label, tracks_cfg in (("off", replace(config.tracks, reid_max_gap_s=0.0)), ("on", config.tracks)):
+        alone = replace(config.tracks, reid_max_gap_s=0.0, untangle=False)
+        for label, tracks_cfg in (("off", alone), ("on", config.tracks)):
             tracks = build(rows, frames, fps, tracks_cfg)
             extra = "" if people is None else str(max(0, len(tracks) - people))
             print(f"| {clip.name} | {people or '?'} | {label} | {len(tracks)} | {extra} | {describe(tracks)} |",

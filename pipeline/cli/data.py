@@ -1,4 +1,5 @@
-"""``pose3d project``, ``pose3d synth`` and ``pose3d evaluate-video``: mocap filmed, rendered and measured."""
+"""``pose3d project``, ``pose3d synth``, ``pose3d evaluate-video``, ``pose3d evaluate-tracking`` and
+``pose3d build-detections``: mocap filmed, rendered, measured, and run through the 2D stage for training."""
 
 from __future__ import annotations
 
@@ -13,15 +14,25 @@ import typer
 from pipeline.cli.ui import console, progress_bar
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
+from pipeline.evaluation.detections import DetectionsConfig, build_detections
 from pipeline.evaluation.synth import SynthConfig, save_ground_truth, synthesize, write_clip
+from pipeline.evaluation.synth_group import GroupConfig, pick_motions, save_group_truth, synthesize_group
+from pipeline.evaluation.tracking import evaluate_groups, format_tracking
 from pipeline.evaluation.video import evaluate_videos, format_rows, slice_motion
 from pipeline.io.export import atomic_save_npz
 from pipeline.lifting.lifter import Lifter
-from pipeline.run import RunConfig
+from pipeline.run import load_run_config, with_choices
 from pipeline.training.cameras import film
 from pipeline.training.config import CameraConfig, TrainConfig
-from pipeline.training.mocap import load_dataset, load_motion, resample
-from pipeline.twod.stage import TwoDConfig
+from pipeline.training.mocap import Motion, load_dataset, load_motion, resample
+
+# Options several commands share.
+TRAIN_CONFIG = typer.Option(None, "--config", "-c", help="Training YAML: data and held-out subjects.")
+MOCAP_FOLDER = typer.Option(None, help="Mocap folder.")
+HELD_OUT = typer.Option(None, help="Comma-separated subjects (default: the config's test subjects).")
+BACKEND = typer.Option(None, help="2D backend: auto, offline, mediapipe or yolo-mmpose (default: the run settings').")
+RUN_SETTINGS = typer.Option(None, "--run-config", help="Settings of the runs, configs/run.yaml style (default: the "
+                            "shipped ones), e.g. another keypoint model or detector tiles.")
 
 
 def project_command(
@@ -46,63 +57,156 @@ def project_command(
 
 
 def synth_command(
-    mocap: Path = typer.Argument(..., help="Mocap file (.bvh, .amc; gzipped or plain)."),
+    mocap: list[Path] = typer.Argument(..., help="Mocap file(s) (.bvh, .amc; gzipped or plain); with --people, "
+                                       "the motions to draw the people from."),
     out: Path = typer.Option(..., "--out", "-o", help="Rendered clip (.mp4, H.264)."),
-    gt: Optional[Path] = typer.Option(None, help="Ground truth .npz (3D camera frame, 2D pixels, camera)."),
-    start: float = typer.Option(0.0, help="Start of the slice, seconds into the motion."),
-    duration: Optional[float] = typer.Option(None, help="Length of the slice, seconds (default: to the end)."),
+    gt: Optional[Path] = typer.Option(None, help="Ground truth .npz (3D camera frame, 2D pixels, camera; with "
+                                      "--people also ids, boxes and visibility)."),
+    start: float = typer.Option(0.0, help="Start of the slice, seconds into the motion (one person)."),
+    duration: Optional[float] = typer.Option(None, help="Length of the clip, seconds (default: the motion's "
+                                             "length; 6 with --people)."),
+    people: int = typer.Option(0, help="Render this many people at once on crossing, leaving and staying "
+                               "paths (0: one person framed by a random camera)."),
+    distance: float = typer.Option(7.0, help="With --people: camera to the scene's centre, metres."),
     width: int = typer.Option(960, help="Image width, pixels."),
     height: int = typer.Option(540, help="Image height, pixels."),
     fps: float = typer.Option(30.0, help="Frame rate, Hz."),
-    seed: int = typer.Option(0, help="Seeds the person's look, the camera and the scene."),
+    seed: int = typer.Option(0, help="Seeds the people's looks, the camera and the scene (and with --people "
+                             "which motion each person gets)."),
 ) -> None:
-    """Render a mocap motion as a shaded humanoid from a virtual camera, with exact 3D/2D ground truth."""
-    motion = load_motion(mocap)
-    if start or duration:
-        motion = slice_motion(motion, start, duration if duration else len(motion.joints) / motion.fps)
+    """Render mocap as shaded humanoids from a virtual camera, with exact 3D/2D ground truth."""
+    motions = [load_motion(path) for path in mocap]
+    synth = SynthConfig(width=width, height=height, fps=fps, seed=seed)
     with progress_bar() as bar:
         task = bar.add_task("rendering", total=None, info="")
-        clip = synthesize(motion, SynthConfig(width=width, height=height, fps=fps, seed=seed),
-                          progress=lambda d, t: bar.update(task, completed=d, total=t))
+        report = lambda d, t: bar.update(task, completed=d, total=t)  # noqa: E731
+        if people:
+            config = GroupConfig(people=people, seconds=duration or GroupConfig.seconds, distance=distance,
+                                 synth=synth)
+            clip = synthesize_group(pick_motions(motions, people, np.random.default_rng(seed)), config, report)
+        else:
+            motion = motions[0]
+            if start or duration:
+                motion = slice_motion(motion, start, duration if duration else len(motion.joints) / motion.fps)
+            clip = synthesize(motion, synth, progress=report)
         write_clip(clip, out)
     if gt:
-        save_ground_truth(gt, clip)
-    console.print(f"{motion.name}: {clip.num_frames} frames at {fps:g} fps, {width}x{height} -> {out}"
+        (save_group_truth if people else save_ground_truth)(gt, clip)
+    who = " + ".join(clip.names) if people else motions[0].name
+    console.print(f"{who}: {clip.num_frames} frames at {fps:g} fps, {width}x{height} -> {out}"
                   + (f" (+ ground truth {gt})" if gt else ""), highlight=False)
 
 
+def _held_out(config: Optional[Path], data: Optional[str], subjects: Optional[str], seconds: float
+              ) -> tuple[list[Motion], set[str]]:
+    """Motions of the held-out subjects (default: the training config's test subjects) at 30 fps."""
+    cfg = load_config(TrainConfig, config, {"data": data})
+    wanted = {s.strip() for s in subjects.split(",")} if subjects else set(cfg.test_subjects)
+    return [m for m in load_dataset(cfg.data, fps=30.0, subjects=wanted) if len(m.joints) >= 30 * seconds], wanted
+
+
 def evaluate_video_command(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training YAML: data and held-out subjects."),
-    data: Optional[str] = typer.Option(None, help="Mocap folder."),
-    subjects: Optional[str] = typer.Option(None, help="Comma-separated subjects (default: the config's test subjects)."),
+    config: Optional[Path] = TRAIN_CONFIG,
+    data: Optional[str] = MOCAP_FOLDER,
+    subjects: Optional[str] = HELD_OUT,
     clips: int = typer.Option(8, help="Number of rendered clips (motions spread over the subjects)."),
+    small_clips: int = typer.Option(4, help="Number of extra clips with a small figure (about 60-120 px tall at "
+                                    "960x540), scored on their own."),
     seconds: float = typer.Option(4.0, help="Length of each clip, seconds."),
     seed: int = typer.Option(0, help="Seed of the first clip's look and camera."),
     weights: Optional[Path] = typer.Option(None, help="Lifter checkpoint (default: the shipped weights)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    backend: str = typer.Option("auto", help="2D backend: auto, offline, mediapipe or yolo-mmpose."),
-    distance: Optional[str] = typer.Option(None, help="MIN,MAX camera distance as a multiple of the closest that "
-                                           "frames the person (default: the renderer's); 2.5,4 gives figures "
-                                           "about 100 px tall at 960x540."),
+    backend: Optional[str] = BACKEND,
+    run_config: Optional[Path] = RUN_SETTINGS,
+    distance: Optional[str] = typer.Option(None, help="MIN,MAX camera distance of the regular clips, as a multiple "
+                                           "of the closest that frames the person (default: the renderer's)."),
 ) -> None:
     """Whole-pipeline MPJPE / P-MPJPE on rendered clips of held-out subjects."""
-    run_config = RunConfig(twod=TwoDConfig(backend=backend))
+    settings = with_choices(load_run_config(run_config), backend=backend)
     synth = SynthConfig(seed=seed)
     if distance:
-        try:
-            near, far = (float(v) for v in distance.split(","))
-        except ValueError:
-            raise ConfigError(f"--distance must be MIN,MAX like 2.5,4; got {distance!r}") from None
-        synth = replace(synth, camera=replace(synth.camera, distance_scale=(near, far)))
-    cfg = load_config(TrainConfig, config, {"data": data})
-    wanted = {s.strip() for s in subjects.split(",")} if subjects else set(cfg.test_subjects)
+        synth = replace(synth, camera=replace(synth.camera, distance_scale=_range(distance)))
+    motions, wanted = _held_out(config, data, subjects, seconds)
     lifter = Lifter.load(weights, device)
-    motions = [m for m in load_dataset(cfg.data, fps=30.0, subjects=wanted) if len(m.joints) >= 30 * seconds]
     # Spread the clips over the motions (and so over subjects and actions), each from its middle.
     picks = [motions[int(i)] for i in np.linspace(0, len(motions) - 1, min(clips, len(motions)))] if motions else []
     sliced = [slice_motion(m, max(0.0, (len(m.joints) / m.fps - seconds) / 2), seconds) for m in picks]
+    # The small figures take other motions (offset by half a step) and other seeds than the regular clips.
+    count = min(small_clips, len(motions))
+    small = [motions[int((k + 0.5) * len(motions) / count)] for k in range(count)]
+    small = [slice_motion(m, max(0.0, (len(m.joints) / m.fps - seconds) / 2), seconds) for m in small]
+    far = replace(synth, seed=seed + 1000, camera=replace(synth.camera, distance_scale=SMALL_FIGURE_DISTANCE))
     with progress_bar() as bar:
-        task = bar.add_task("clips", total=len(sliced), info=f"subjects {','.join(sorted(wanted))}")
-        rows = evaluate_videos(sliced, lifter, synth=synth, run_config=run_config,
+        task = bar.add_task("clips", total=len(sliced) + len(small), info=f"subjects {','.join(sorted(wanted))}")
+        rows = evaluate_videos(sliced, lifter, synth=synth, run_config=settings,
                                progress=lambda d, t: bar.update(task, completed=d))
+        small_rows = evaluate_videos(small, lifter, synth=far, run_config=settings,
+                                     progress=lambda d, t: bar.update(task, completed=len(sliced) + d))
     typer.echo(format_rows(rows))
+    if small:
+        typer.echo(f"\nSmall figures (camera {SMALL_FIGURE_DISTANCE[0]:g}-{SMALL_FIGURE_DISTANCE[1]:g}x farther "
+                   "than the closest framing):\n" + format_rows(small_rows))
+
+
+# Camera distance, as a multiple of the closest that frames the person, giving figures about 60-120 px tall at
+# 960 x 540 (measured on the validation subjects: docs/twod.md).
+SMALL_FIGURE_DISTANCE = (2.5, 4.0)
+
+
+def evaluate_tracking_command(
+    config: Optional[Path] = TRAIN_CONFIG,
+    data: Optional[str] = MOCAP_FOLDER,
+    subjects: Optional[str] = HELD_OUT,
+    clips: int = typer.Option(6, help="Number of rendered group clips."),
+    people: int = typer.Option(4, help="People in each clip."),
+    seconds: float = typer.Option(6.0, help="Length of each clip, seconds."),
+    distance: float = typer.Option(7.0, help="Camera to the scene's centre, metres (farther: smaller people)."),
+    width: int = typer.Option(960, help="Image width, pixels."),
+    height: int = typer.Option(540, help="Image height, pixels."),
+    seed: int = typer.Option(0, help="Seed of the first clip (people, looks, scene)."),
+    backend: Optional[str] = BACKEND,
+    run_config: Optional[Path] = RUN_SETTINGS,
+) -> None:
+    """Detection recall, id switches and IDF1 on rendered clips of several held-out people at once."""
+    settings = with_choices(load_run_config(run_config), backend=backend)
+    group = GroupConfig(people=people, seconds=seconds, distance=distance,
+                        synth=SynthConfig(width=width, height=height, seed=seed))
+    motions, wanted = _held_out(config, data, subjects, 1.0)
+    with progress_bar() as bar:
+        task = bar.add_task("clips", total=clips, info=f"subjects {','.join(sorted(wanted))}")
+        rows = evaluate_groups(motions, clips=clips, config=group, run_config=settings,
+                               progress=lambda d, t: bar.update(task, completed=d))
+    typer.echo(format_tracking(rows))
+
+
+def build_detections_command(
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder (clips already there are kept: resumable)."),
+    config: Optional[Path] = TRAIN_CONFIG,
+    data: Optional[str] = MOCAP_FOLDER,
+    clips: int = typer.Option(1000, help="Clips in the dataset."),
+    seconds: float = typer.Option(4.0, help="Length of each clip, seconds."),
+    small_share: float = typer.Option(0.25, help="Fraction of clips with a small figure (about 60-120 px tall)."),
+    seed: int = typer.Option(0, help="Seed of the first clip (clip i uses seed + i)."),
+    run_config: Optional[Path] = RUN_SETTINGS,
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """Render training-subject mocap, run it through the 2D stage and clean-up, and store it with its 3D truth."""
+    cfg = load_config(TrainConfig, config, {"data": data})
+    held_out = set(cfg.test_subjects) | set(cfg.val_subjects)
+    motions = [m for m in load_dataset(cfg.data, fps=30.0) if m.subject not in held_out]
+    settings = DetectionsConfig(clips=clips, seconds=seconds, small_share=small_share, seed=seed)
+    with progress_bar() as bar:
+        task = bar.add_task("clips", total=clips, info=str(out))
+        summary = build_detections(motions, out, settings, Lifter.load(None, device), load_run_config(run_config),
+                                   progress=lambda d, t: bar.update(task, completed=d))
+    console.print(f"{summary.made} clips made ({summary.frames} frames of tracks), {summary.kept} already there, "
+                  f"in {summary.seconds / 60:.1f} min -> {out}", highlight=False)
+
+
+def _range(text: str) -> tuple[float, float]:
+    """MIN,MAX from the command line."""
+    try:
+        near, far = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--distance must be MIN,MAX like 2.5,4; got {text!r}") from None
+    return near, far

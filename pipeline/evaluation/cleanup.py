@@ -101,7 +101,6 @@ def corrupt_track(keypoints: np.ndarray, fps: float, noise: DetectorNoise,
         (keypoints (T, 17, 2) pixels, scores (T, 17) in [0, 1], ankle_wrong (T, 2) bool).
     """
     kp = np.array(keypoints, np.float64)
-    t = len(kp)
     height = body_height(kp)
     scores = rng.uniform(*noise.good_score, kp.shape[:2])
     sigma = np.full(17, noise.jitter * height)

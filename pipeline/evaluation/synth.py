@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -29,8 +29,8 @@ from pipeline.training.cameras import film
 from pipeline.training.config import CameraConfig
 from pipeline.training.mocap import Motion, resample
 
-__all__ = ["SynthConfig", "SynthClip", "SynthFrames", "Style", "render_frame", "render_background", "synthesize",
-           "save_ground_truth", "write_clip", "person_height_px", "BACKGROUNDS"]
+__all__ = ["SynthConfig", "SynthClip", "SynthFrames", "Style", "render_frame", "render_people", "render_background",
+           "framing_points", "synthesize", "save_ground_truth", "write_clip", "person_height_px", "BACKGROUNDS"]
 
 BACKGROUNDS = ("random", "outdoor", "studio")
 _SHIFT = 4                     # sub-pixel bits for cv2 polygon filling
@@ -146,7 +146,7 @@ def _draw_shadow(image: np.ndarray, joints: np.ndarray, camera: Camera) -> None:
 
 
 def render_frame(joints_cam: np.ndarray, camera: Camera, style: Style, background: np.ndarray) -> np.ndarray:
-    """Render one frame: the background, the contact shadow, then the figure.
+    """Render one frame of one person: the background, the contact shadow, then the figure.
 
     Args:
         joints_cam: (17, 3) H36M joints in the camera frame, metres.
@@ -157,13 +157,29 @@ def render_frame(joints_cam: np.ndarray, camera: Camera, style: Style, backgroun
     Returns:
         (H, W, 3) uint8 BGR image (a new array; ``background`` is not modified).
     """
-    joints_cam = np.asarray(joints_cam, np.float64)
+    return render_people([(joints_cam, style)], camera, background)
+
+
+def render_people(people: Sequence[tuple[np.ndarray, Style]], camera: Camera, background: np.ndarray) -> np.ndarray:
+    """Render one frame of several people: the background, every contact shadow, then the figures far to near.
+
+    Args:
+        people: (joints, style) per person; joints (17, 3) H36M camera-frame metres. People must not
+            interpenetrate (each is drawn whole, in order of pelvis depth).
+        camera: The camera (projection; its rotation gives world up and the light direction).
+        background: (H, W, 3) uint8 BGR scene without people (see :func:`render_background`).
+
+    Returns:
+        (H, W, 3) uint8 BGR image (a new array; ``background`` is not modified).
+    """
     image = background.copy()
-    _draw_shadow(image, joints_cam, camera)
     rot = np.asarray(camera.rotation, np.float64)
-    blobs = build_body(joints_cam, rot[:, 1], style)
-    light = np.asarray(style.light, np.float64)
-    draw_body(image, blobs, camera, rot @ (light / np.linalg.norm(light)))
+    people = [(np.asarray(joints, np.float64), style) for joints, style in people]
+    for joints, _ in people:
+        _draw_shadow(image, joints, camera)
+    for joints, style in sorted(people, key=lambda person: -person[0][0, 2]):
+        light = np.asarray(style.light, np.float64)
+        draw_body(image, build_body(joints, rot[:, 1], style), camera, rot @ (light / np.linalg.norm(light)))
     return image
 
 
@@ -246,23 +262,36 @@ def _studio_wall(d, pos, centre, rng, horizon) -> tuple[np.ndarray, np.ndarray]:
 
 
 class SynthFrames:
-    """Re-iterable lazy frames of a clip: each iteration renders from the start with the same noise."""
+    """Re-iterable lazy frames of a clip: each iteration renders from the start with the same noise.
+
+    Args:
+        poses3d: (T, 17, 3) camera-frame metres of one person, or (P, T, 17, 3) of P people.
+        camera: The camera.
+        style: The look of each person: one Style, or a sequence of P.
+        background: (H, W, 3) uint8 empty scene.
+        config: Supplies noise, blur and seed.
+        progress: Called as progress(frames_done, total), or None.
+    """
 
     def __init__(self, poses3d, camera, style, background, config: SynthConfig, progress) -> None:
-        self._poses, self._camera, self._style, self._bg = poses3d, camera, style, background
+        self._poses = poses3d[None] if poses3d.ndim == 3 else poses3d
+        self._styles = [style] if isinstance(style, Style) else list(style)
+        if len(self._styles) != len(self._poses):
+            raise ConfigError(f"SynthFrames: {len(self._poses)} people but {len(self._styles)} styles")
+        self._camera, self._bg = camera, background
         self._config, self._progress = config, progress
 
     def __len__(self) -> int:
-        return len(self._poses)
+        return self._poses.shape[1]
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        cfg, n = self._config, len(self._poses)
+        cfg, n = self._config, len(self)
         rng = np.random.default_rng(cfg.seed + 1)
         # A few noise images reused in turn: per-frame fresh noise would cost more than the rendering.
         pool = [rng.normal(0.0, cfg.noise, self._bg.shape) for _ in range(4)] if cfg.noise > 0 else []
         pool = [(np.clip(p, 0, 255).astype(np.uint8), np.clip(-p, 0, 255).astype(np.uint8)) for p in pool]
-        for i, joints in enumerate(self._poses):
-            image = render_frame(joints, self._camera, self._style, self._bg)
+        for i in range(n):
+            image = render_people(list(zip(self._poses[:, i], self._styles)), self._camera, self._bg)
             if cfg.blur > 0:
                 image = cv2.GaussianBlur(image, (0, 0), cfg.blur)
             if pool:
@@ -273,7 +302,7 @@ class SynthFrames:
             yield image
 
 
-def _framing_points(world: np.ndarray) -> np.ndarray:
+def framing_points(world: np.ndarray) -> np.ndarray:
     """(T, 17 + 5, 3) joints plus points the body reaches beyond them (soles, hand tips, crown)."""
     soles = world[:, [3, 6]] * np.array([1.0, 0.0, 1.0])
     hands = world[:, [13, 16]] + 0.14 * (world[:, [13, 16]] - world[:, [12, 15]]) / np.maximum(
@@ -302,7 +331,7 @@ def synthesize(motion: Motion, config: SynthConfig = SynthConfig(),
     style = config.style or Style.random(rng)
     cam_cfg = dataclasses.replace(config.camera, sizes=((config.width, config.height),))
     gen = torch.Generator().manual_seed(config.seed)
-    camera = film(_framing_points(motion.joints.astype(np.float64)), cam_cfg, gen).camera
+    camera = film(framing_points(motion.joints.astype(np.float64)), cam_cfg, gen).camera
     world = motion.joints.astype(np.float64)
     poses3d = camera.world_to_camera(world)
     kind = config.background if config.background != "random" else ("outdoor", "studio")[rng.integers(2)]

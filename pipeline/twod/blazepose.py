@@ -1,7 +1,9 @@
 """MediaPipe BlazePose as a multi-person COCO-17 backend (the offline default of stage 3).
 
 BlazePose's bundled model (``mediapipe==0.10.21``, ``model_complexity=1``) finds one person per call; this
-module finds several by painting over each person found and searching again. The landmark-to-COCO mapping
+module finds several by painting over each person found and searching again (the ``mediapipe`` backend).
+The ``offline`` backend's keypointer, which gives the landmark model our detector's boxes instead, is
+:mod:`pipeline.twod.blazepose_roi`. The landmark-to-COCO mapping
 lives in :mod:`pipeline.keypoints` with the other keypoint-set mappings.
 """
 
@@ -103,7 +105,7 @@ def landmarks_to_person(landmarks: np.ndarray, width: int, height: int,
     return PersonKeypoints(mediapipe_to_coco(xy).astype(np.float32), scores, box, float(scores.mean()))
 
 
-def _pixel_landmarks(pose_landmarks, width: int, height: int) -> np.ndarray:
+def pixel_landmarks(pose_landmarks, width: int, height: int) -> np.ndarray:
     """(33, 3) [x px, y px, confidence] from a BlazePose result's normalised landmarks."""
     landmarks = np.empty((33, 3), np.float64)
     for i, lm in enumerate(pose_landmarks.landmark):
@@ -227,10 +229,10 @@ def native_stderr_silenced():
                 os.close(_silenced["saved"])
 
 
-class _Graphs:
-    """What the two BlazePose users share: a context manager that releases the graphs, and quiet first calls.
+class MediaPipeGraphs:
+    """What the BlazePose users share: a context manager that releases their graphs, and quiet first calls.
 
-    MediaPipe logs one-off warnings to fd 2 with its first detections; the first few calls run muted.
+    MediaPipe logs one-off warnings straight to fd 2 with its first results; the first calls run muted.
     """
 
     _quiet_calls = 5
@@ -244,16 +246,16 @@ class _Graphs:
     def close(self) -> None:  # pragma: no cover - each subclass releases its graphs
         raise NotImplementedError
 
-    def _process(self, graph, rgb: np.ndarray):
-        """``graph.process(rgb)``, with fd 2 muted for the first calls."""
+    def process_quietly(self, graph, inputs):
+        """``graph.process(inputs)``, with fd 2 muted for the first calls."""
         if self._quiet_calls > 0:
             self._quiet_calls -= 1
             with native_stderr_silenced():
-                return graph.process(rgb)
-        return graph.process(rgb)
+                return graph.process(inputs)
+        return graph.process(inputs)
 
 
-class MediaPipePose(_Graphs):
+class MediaPipePose(MediaPipeGraphs):
     """Multi-person COCO-17 keypoints from MediaPipe BlazePose by iterative masking.
 
     BlazePose returns the single most prominent person. After each call that person is painted over (their
@@ -398,11 +400,11 @@ class MediaPipePose(_Graphs):
             px, py = round(self.config.pad * w), round(self.config.pad * h)
             padded = cv2.copyMakeBorder(rgb, py, py, px, px, cv2.BORDER_CONSTANT, value=_GREY)
             return self._find(padded, np.array([[1.0, 0, -px], [0, 1.0, -py]]), (w, h), video=video)
-        result = self._process(self._video if video else self._pose, rgb)
+        result = self.process_quietly(self._video if video else self._pose, rgb)
         if result.pose_landmarks is None:
             return None
         h, w = rgb.shape[:2]
-        landmarks = _pixel_landmarks(result.pose_landmarks, w, h)
+        landmarks = pixel_landmarks(result.pose_landmarks, w, h)
         mask = None if result.segmentation_mask is None else (result.segmentation_mask > 0.5).astype(np.uint8)
         if to_image is not None:
             landmarks[:, :2] = landmarks[:, :2] @ to_image[:, :2].T + to_image[:, 2]
@@ -424,88 +426,3 @@ class MediaPipePose(_Graphs):
         crop, to_image = square_crop(rgb, person.box, 1.25, self.config.refine_size)
         found = self._find(crop, to_image, (w, h))
         return found if found is not None and _better(found[0], person) else (person, silhouette)
-
-
-@dataclass(frozen=True)
-class CropConfig:
-    """BlazePose on each detected person's crop (the ``offline`` backend's keypointer).
-
-    Attributes:
-        scale: Crop side over the person box's longer side: room around the person for BlazePose's own
-            detector, which must find the person again inside the crop.
-        size: Side of the crop given to BlazePose, pixels (small people are scaled up to it).
-        min_detection_confidence: BlazePose's person-detector threshold inside the crop.
-        min_overlap: The person BlazePose finds in the crop must overlap the detector's box by this IoU at
-            least (else it found a neighbour, and the box gets no keypoints this frame).
-    """
-
-    scale: float = 1.25
-    size: int = 256
-    min_detection_confidence: float = 0.3
-    min_overlap: float = 0.3
-
-    def __post_init__(self) -> None:
-        if self.scale < 1 or self.size < 64 or not 0 < self.min_detection_confidence < 1 \
-                or not 0 <= self.min_overlap < 1:
-            raise ConfigError(f"bad CropConfig: scale={self.scale}, size={self.size}, "
-                              f"min_detection_confidence={self.min_detection_confidence}, "
-                              f"min_overlap={self.min_overlap}")
-
-
-class BlazePoseCrops(_Graphs):
-    """COCO-17 keypoints of detected people: BlazePose on each person's square, aspect-kept crop.
-
-    The landmark model is made for a person-centred crop; giving it one per detected box replaces the
-    whole-frame search (and its limit of a few large people). Use as a context manager (or call
-    :meth:`close`) to release the graph.
-    """
-
-    def __init__(self, config: CropConfig | None = None) -> None:
-        try:
-            import mediapipe as mp  # deferred: slow to import, only the offline backends need it
-        except ImportError as exc:  # pragma: no cover - mediapipe is a declared dependency
-            raise ModelError(f"the offline 2D backend needs the mediapipe package ({exc})") from None
-        self.config = config or CropConfig()
-        self._mapping = MediaPipeConfig(box_expand=0.0)
-        with native_stderr_silenced():
-            self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
-                                                enable_segmentation=False,
-                                                min_detection_confidence=self.config.min_detection_confidence)
-
-    def close(self) -> None:
-        """Release the MediaPipe graph (idempotent)."""
-        if self._pose is not None:
-            self._pose.close()
-            self._pose = None
-
-    def estimate(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Keypoints of the people in ``boxes``.
-
-        Args:
-            image: (H, W, 3) uint8 BGR frame.
-            boxes: (N, 4) x1 y1 x2 y2 pixels, one person each.
-
-        Returns:
-            keypoints (N, 17, 2) float32 frame pixels (NaN where BlazePose found nobody, or a neighbour, in
-            the crop), scores (N, 17) float32 in [0, 1] (0 there).
-        """
-        if self._pose is None:
-            raise ModelError("BlazePoseCrops was closed")
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ShapeError(f"image must be (H, W, 3) uint8 BGR, got {image.shape} {image.dtype}")
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        keypoints = np.full((len(boxes), 17, 2), np.nan, np.float32)
-        scores = np.zeros((len(boxes), 17), np.float32)
-        h, w = image.shape[:2]
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        for i, box in enumerate(boxes):
-            crop, to_image = square_crop(rgb, box, self.config.scale, self.config.size)
-            found = self._process(self._pose, crop).pose_landmarks
-            if found is None:
-                continue
-            landmarks = _pixel_landmarks(found, self.config.size, self.config.size)
-            landmarks[:, :2] = landmarks[:, :2] @ to_image[:, :2].T + to_image[:, 2]
-            person = landmarks_to_person(landmarks, w, h, self._mapping)
-            if _iou(person.box, box) >= self.config.min_overlap:
-                keypoints[i], scores[i] = person.keypoints, person.scores
-        return keypoints, scores

@@ -6,7 +6,7 @@ Three backends fill the same containers:
   an mmpose top-down model on every tracked box of a frame in one batch.
 * "offline" (the offline default; everything ships with pose3d): the bundled NanoDet person detector
   (:mod:`pipeline.twod.nanodet`) -> tracker -> BlazePose on each tracked person's crop
-  (:class:`pipeline.twod.blazepose.BlazePoseCrops`).
+  (:class:`pipeline.twod.blazepose_roi.BlazePoseCrops`).
 * "mediapipe" (the earlier offline path, kept for comparison): BlazePose finds people and keypoints together
   on the whole frame, a few large people at most, by painting over each one found -> tracker.
 
@@ -29,7 +29,8 @@ import numpy as np
 
 from pipeline.errors import ConfigError, Pose3DError
 from pipeline.io import weights
-from pipeline.twod.blazepose import BlazePoseCrops, CropConfig, MediaPipeConfig, MediaPipePose
+from pipeline.twod.blazepose import MediaPipeConfig, MediaPipeGraphs, MediaPipePose
+from pipeline.twod.blazepose_roi import BlazePoseCrops, CropConfig
 from pipeline.twod.detect import DetectorConfig, PersonTracker, TrackerConfig, YoloDetector, untrusted_detector
 from pipeline.twod.mmpose_topdown import MMPoseConfig, MMPoseEstimator
 from pipeline.twod.nanodet import NanoDetConfig, NanoDetDetector
@@ -48,7 +49,7 @@ class TwoDConfig:
         detector: YOLO person detector (yolo-mmpose).
         mmpose: Top-down keypoint model (yolo-mmpose).
         nanodet: The bundled person detector (offline).
-        crops: BlazePose on each person's crop (offline).
+        crops: BlazePose's landmark model on each tracked person's region (offline).
         mediapipe: BlazePose multi-person search by masking (mediapipe).
         tracker: Identity tracking.
         tracks: Gap filling, splitting, minimum length and re-identification.
@@ -207,7 +208,7 @@ class TwoDStage:
     def close(self) -> None:
         """Release the MediaPipe graphs."""
         for graph in (self._pose, self._keypoints):
-            if isinstance(graph, (MediaPipePose, BlazePoseCrops)):
+            if isinstance(graph, MediaPipeGraphs):
                 graph.close()
 
     def process(self, frame: Frame) -> FrameResult:
@@ -248,8 +249,8 @@ class TwoDStage:
                 keypoints[kept], scores[kept] = self._keypoints.estimate(frame.image, tracked.boxes[kept])
         else:
             keypoints, scores = points
-        looks = [appearance(frame.image, box) if i >= 0 else None
-                 for box, i in zip(tracked.boxes, tracked.track_ids.tolist())]
+        looks = [appearance(frame.image, box, kp, sc) if i >= 0 else None
+                 for box, i, kp, sc in zip(tracked.boxes, tracked.track_ids.tolist(), keypoints, scores)]
         self._builder.add(frame.index, tracked, keypoints, scores, looks)
         self._frames = max(self._frames, frame.index + 1)
         return FrameResult(frame.index, tracked, keypoints, scores)

@@ -1,8 +1,6 @@
-"""The bundled offline person detector (pipeline/twod/nanodet.py) and BlazePose on its crops."""
+"""The bundled offline person detector (pipeline/twod/nanodet.py), and the offline backend end to end."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,24 +8,10 @@ import pytest
 
 from pipeline.errors import ModelError
 from pipeline.io.video import read_frames
-from pipeline.twod.blazepose import BlazePoseCrops, square_crop
+from pipeline.twod.blazepose import square_crop
 from pipeline.twod.nanodet import BINS, INPUT_SIZE, NanoDetConfig, NanoDetDetector, decode, suppress, tiles
 from pipeline.twod.stage import TwoDConfig, TwoDStage
-
-ROOT = Path(__file__).resolve().parents[2]
-WALK = ROOT / "examples" / "walk.mp4"
-TRUTH = np.load(ROOT / "examples" / "walk_truth.npz")["keypoints2d"]   # (86, 17, 2) H36M-17 pixels
-
-
-def _frame(index: int) -> np.ndarray:
-    return next(f.image for f in read_frames(WALK) if f.index == index)
-
-
-def _truth_box(index: int) -> np.ndarray:
-    """The rendered person's box from the exact 2D joints: the head's top above the top joint, feet below."""
-    lo, hi = TRUTH[index].min(0), TRUTH[index].max(0)
-    h = hi[1] - lo[1]
-    return np.array([lo[0] - 0.05 * h, lo[1] - 0.1 * h, hi[0] + 0.05 * h, hi[1] + 0.02 * h])
+from tests.support import walk
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -79,21 +63,21 @@ def test_suppress_keeps_the_best_of_overlapping_boxes():
 def test_finds_the_walker_on_bundled_frames():
     detector = NanoDetDetector()
     for index in (0, 40, 85):
-        found = detector.detect(_frame(index))
-        ious = [_iou(box, _truth_box(index)) for box in found.boxes]
-        assert max(ious, default=0.0) > 0.5, (index, found.boxes, _truth_box(index))
+        found = detector.detect(walk.frame(index))
+        ious = [_iou(box, walk.truth_box(index)) for box in found.boxes]
+        assert max(ious, default=0.0) > 0.5, (index, found.boxes, walk.truth_box(index))
         assert (found.track_ids == -1).all() and (found.scores >= detector.config.conf).all()
 
 
 def test_tiles_find_a_small_person():
     """The walker shrunk to about 45 px in a 1920 x 1080 frame: found with 640-px tiles."""
-    image = _frame(40)
-    scale = 45 / (_truth_box(40)[3] - _truth_box(40)[1])
+    image = walk.frame(40)
+    scale = 45 / (walk.truth_box(40)[3] - walk.truth_box(40)[1])
     small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     canvas = np.full((1080, 1920, 3), image[5, 5], np.uint8)
     y0, x0 = 600, 1100
     canvas[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
-    truth = _truth_box(40) * scale + [x0, y0, x0, y0]
+    truth = walk.truth_box(40) * scale + [x0, y0, x0, y0]
     found = NanoDetDetector(NanoDetConfig(tile=640)).detect(canvas)
     assert max((_iou(box, truth) for box in found.boxes), default=0.0) > 0.4, (found.boxes, truth)
 
@@ -114,23 +98,10 @@ def test_square_crop_keeps_the_aspect_and_maps_back():
     assert (ys.max() - ys.min() + 1) / (xs.max() - xs.min() + 1) == pytest.approx(2.5, rel=0.05)
 
 
-def test_blazepose_on_crops_returns_frame_pixels():
-    index = 40
-    with BlazePoseCrops() as crops:
-        keypoints, scores = crops.estimate(_frame(index), _truth_box(index)[None])
-        nobody, none = crops.estimate(np.full((540, 960, 3), 90, np.uint8), np.array([[10, 10, 60, 120]]))
-    height = _truth_box(index)[3] - _truth_box(index)[1]
-    # COCO shoulders, hips, knees, ankles against H36M's (frame pixels, not crop pixels).
-    coco, h36m = [5, 6, 11, 12, 13, 14, 15, 16], [11, 14, 4, 1, 5, 2, 6, 3]
-    error = np.linalg.norm(keypoints[0, coco] - TRUTH[index, h36m], axis=-1).mean()
-    assert error < 0.08 * height and scores[0, coco].mean() > 0.5
-    assert np.isnan(nobody).all() and (none == 0).all()
-
-
 def test_offline_backend_tracks_the_walker():
     with TwoDStage(TwoDConfig(backend="offline"), fps=30.0) as stage:
-        for frame in read_frames(WALK):
+        for frame in read_frames(walk.WALK):
             stage.process(frame)
         tracks = stage.finish()
-    assert len(tracks) == 1 and len(tracks[0]) >= 0.95 * len(TRUTH)
+    assert len(tracks) == 1 and len(tracks[0]) >= 0.95 * len(walk.TRUTH)
     assert np.isfinite(tracks[0].keypoints).all(axis=-1).mean() > 0.9

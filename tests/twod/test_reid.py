@@ -147,3 +147,59 @@ def test_two_kids_clip_two_people_no_id_switch():
     girl, boy = sorted(tracks, key=len, reverse=True)
     assert girl.frames[0] == 0 and girl.frames[-1] == 199 and (np.diff(girl.frames) == 1).all()
     assert boy.frames[0] <= 2 and boy.frames[-1] >= 190 and (np.diff(boy.frames) > 1).sum() >= 1
+
+
+
+def _crossing(assign, n: int = 100) -> tuple[list, np.ndarray, np.ndarray]:
+    """Two people crossing (A left to right, B right to left), as a tracker reports them frame by frame.
+
+    ``assign(f)`` gives the tracker ids of (A, B) in frame f (None: that person has no box that frame).
+    Every keypoint of a person sits at their box centre, so a built track shows whom it follows.
+
+    Returns:
+        The tracks built, and the x centres of A and B per frame.
+    """
+    rng = np.random.default_rng(0)
+    look_a, look_b = np.zeros(192, np.float32), np.zeros(192, np.float32)
+    look_a[:96], look_b[96:] = 1.0, 1.0
+    builder = TrackBuilder(TrackConfig())
+    xa, xb = 100 + 4.0 * np.arange(n), 500 - 4.0 * np.arange(n)
+    for f in range(n):
+        boxes, ids, looks = [], [], []
+        for x, look, track_id in ((xa[f], look_a, assign(f)[0]), (xb[f], look_b, assign(f)[1])):
+            if track_id is not None:
+                boxes.append([x - 30, 100, x + 30, 300])
+                ids.append(track_id)
+                noisy = look + rng.normal(0, 0.05, 192).astype(np.float32)
+                looks.append(noisy / np.linalg.norm(noisy))
+        boxes = np.array(boxes, np.float32).reshape(-1, 4)
+        keypoints = np.repeat(((boxes[:, :2] + boxes[:, 2:]) / 2)[:, None], 17, axis=1)
+        builder.add(f, Detections(boxes, np.full(len(ids), 0.9, np.float32), np.array(ids, np.int64)),
+                    keypoints, np.ones((len(ids), 17), np.float32), looks)
+    return builder.build(n, FPS), xa, xb
+
+
+def _on(track, xs: np.ndarray) -> bool:
+    """Whether every seen frame of a track lies on the person whose x centres are ``xs``."""
+    seen = ~track.interpolated
+    return bool(np.allclose(track.keypoints[seen, 0, 0], xs[track.frames[seen]], atol=1.0))
+
+
+def test_ids_swapped_by_the_tracker_at_a_crossing_are_swapped_back():
+    """The tracker swaps A's and B's ids where their boxes overlap (frame 52); looks and motion undo it."""
+    tracks, xa, xb = _crossing(lambda f: (1, 2) if f < 52 else (2, 1))
+    assert [t.track_id for t in tracks] == [1, 2] and all(len(t) == 100 for t in tracks)
+    assert _on(tracks[0], xa) and _on(tracks[1], xb)
+
+
+def test_a_person_hidden_at_a_crossing_and_given_a_new_id_keeps_the_old_one():
+    """B is hidden behind A (frames 45-55, no box); the tracker then gives B A's id and A a new one."""
+    tracks, xa, xb = _crossing(lambda f: (1, 2) if f < 45 else ((1, None) if f <= 55 else (3, 1)))
+    assert [t.track_id for t in tracks] == [1, 2]
+    assert _on(tracks[0], xa) and _on(tracks[1], xb)
+    assert tracks[1].frames[0] == 0 and tracks[1].frames[-1] == 99
+
+
+def test_the_trackers_pairing_stands_when_it_fits():
+    tracks, xa, xb = _crossing(lambda f: (1, 2))
+    assert [t.track_id for t in tracks] == [1, 2] and _on(tracks[0], xa) and _on(tracks[1], xb)

@@ -1,0 +1,154 @@
+"""A detections dataset: rendered mocap run through the 2D stage exactly as ``pose3d run`` does, with its truth.
+
+The lifter trains on projected mocap plus synthetic noise, which is not what the 2D stage really gets
+wrong (hips and shoulders placed high, depth-ambiguous limbs, left/right confusions on turning bodies,
+missed frames). ``pose3d build-detections`` renders motions of the training subjects (random cameras,
+distances, looks and scenes; a share of small figures), runs each clip through the 2D stage and the 2D
+clean-up, and stores what the lifter would be fed next to the exact 3D, one file per clip, so that a
+long build can be stopped and resumed (existing files are kept) and any part of it reproduced from its
+seed.
+
+File ``clip_SEED.npz`` (one per rendered clip, seed = the build's seed + clip number):
+
+- ``frames`` (T,) int64: frames of the clip the evaluated track covers (the longest track);
+- ``keypoints`` (T, 17, 2) float32 COCO-17 pixels after clean-up (NaN where unseen), ``scores`` (T, 17);
+- ``poses3d`` (T, 17, 3) float32 H36M-17 camera-frame metres, pelvis-relative; ``keypoints2d`` (T, 17, 2)
+  their exact projections, pixels;
+- ``width``, ``height``, ``fps``, ``focal``, ``center`` (2,), ``motion``, ``subject``, ``seed``, ``small`` (bool).
+
+A clip where the 2D stage found nobody is stored with T = 0, so that a resumed build does not render it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from pipeline.errors import ConfigError
+from pipeline.evaluation.synth import SynthConfig, synthesize, write_clip
+from pipeline.evaluation.video import slice_motion
+from pipeline.io.export import atomic_save_npz
+from pipeline.lifting.lifter import Lifter
+from pipeline.run import RunConfig, run_video
+from pipeline.training.mocap import Motion
+
+
+@dataclass(frozen=True)
+class DetectionsConfig:
+    """What ``pose3d build-detections`` renders.
+
+    Attributes:
+        clips: Clips in the dataset (files ``clip_<seed + i>.npz`` for i < clips).
+        seconds: Length of each clip, seconds (a random stretch of a random motion at least this long).
+        small_share: Fraction of clips filmed from 2.5-4x farther than the closest framing (small figures).
+        seed: Seed of the first clip; clip i uses seed + i for its motion, stretch, camera, look and scene.
+        width, height: Image size, pixels.
+    """
+
+    clips: int = 1000
+    seconds: float = 4.0
+    small_share: float = 0.25
+    seed: int = 0
+    width: int = 960
+    height: int = 540
+
+    def __post_init__(self) -> None:
+        if self.clips < 1 or not self.seconds > 0 or not 0 <= self.small_share <= 1:
+            raise ConfigError(f"bad DetectionsConfig: clips={self.clips}, seconds={self.seconds}, "
+                              f"small_share={self.small_share}")
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    """What one build call did.
+
+    Attributes:
+        made: Clips rendered and run in this call.
+        kept: Clips already in the folder (a resumed build).
+        frames: Frames of the tracks stored by this call.
+        seconds: Wall time of this call.
+    """
+
+    made: int
+    kept: int
+    frames: int
+    seconds: float
+
+
+def clip_path(folder: Path, seed: int) -> Path:
+    """The file of the clip rendered with ``seed``."""
+    return folder / f"clip_{seed:06d}.npz"
+
+
+def build_detections(motions: Sequence[Motion], folder: str | Path, config: DetectionsConfig, lifter: Lifter,
+                     run_config: RunConfig | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> BuildSummary:
+    """Render, run and store the clips missing from ``folder``.
+
+    Args:
+        motions: Training-subject motions at 30 fps (never the validation or test subjects).
+        folder: Dataset folder (created if missing); clips already there are kept.
+        config: How many clips, how long, how small.
+        lifter: The lifter the runs use (its output is not stored; the 2D stage does not depend on it).
+        run_config: Pipeline settings (defaults: the shipped 2D stage and clean-up).
+        progress: Called with (clips done, clips total), counting the kept ones.
+
+    Returns:
+        A :class:`BuildSummary`.
+    """
+    long_enough = [m for m in motions if len(m.joints) >= config.seconds * m.fps]
+    if not long_enough:
+        raise ConfigError(f"no motion is {config.seconds:g} s long")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    run_config = run_config or RunConfig()
+    t0, made, kept, frames = time.perf_counter(), 0, 0, 0
+    with tempfile.TemporaryDirectory(prefix="pose3d-detections-") as tmp:
+        for i in range(config.clips):
+            seed = config.seed + i
+            if clip_path(folder, seed).exists():
+                kept += 1
+            else:
+                frames += _build_clip(long_enough, folder, seed, config, lifter, run_config, Path(tmp))
+                made += 1
+            if progress:
+                progress(i + 1, config.clips)
+    return BuildSummary(made, kept, frames, time.perf_counter() - t0)
+
+
+def _build_clip(motions: Sequence[Motion], folder: Path, seed: int, config: DetectionsConfig, lifter: Lifter,
+                run_config: RunConfig, tmp: Path) -> int:
+    """Render clip ``seed``, run the pipeline on it, store the longest track with its truth; returns its frames."""
+    rng = np.random.default_rng(seed)
+    motion = motions[int(rng.integers(len(motions)))]
+    length = len(motion.joints) / motion.fps
+    motion = slice_motion(motion, float(rng.uniform(0.0, length - config.seconds)), config.seconds)
+    small = bool(rng.random() < config.small_share)
+    synth = SynthConfig(width=config.width, height=config.height, seed=seed)
+    if small:
+        synth = dataclasses.replace(synth, camera=dataclasses.replace(synth.camera, distance_scale=(2.5, 4.0)))
+    clip = synthesize(motion, synth)
+    video = tmp / f"clip_{seed}.mp4"
+    write_clip(clip, video)
+    result = run_video(video, None, run_config, lifter=lifter)
+    video.unlink()
+    track = max(result.tracks, key=len) if result.tracks else None
+    keep = track.frames < clip.num_frames if track is not None else np.zeros(0, bool)
+    picked = track.frames[keep] if track is not None else np.zeros(0, np.int64)
+    empty = np.zeros((0, 17, 2), np.float32)
+    cam = clip.camera
+    atomic_save_npz(
+        clip_path(folder, seed), frames=picked.astype(np.int64),
+        keypoints=track.keypoints[keep] if track is not None else empty,
+        scores=track.scores[keep] if track is not None else np.zeros((0, 17), np.float32),
+        poses3d=(clip.poses3d[picked] - clip.poses3d[picked, :1]).astype(np.float32),
+        keypoints2d=clip.keypoints2d[picked], width=np.int64(cam.width), height=np.int64(cam.height),
+        fps=np.float64(clip.fps), focal=np.float64(cam.focal), center=np.asarray(cam.center, np.float64),
+        motion=np.array(motion.name), subject=np.array(motion.subject), seed=np.int64(seed), small=np.bool_(small))
+    return len(picked)

@@ -32,7 +32,7 @@ from pipeline.lifting.trajectory import TrajectoryLifter, check_fov, focal_from_
 from pipeline.lifting.world import estimate_world
 from pipeline.render.renderer import Renderer, frames_of
 from pipeline.render.style import RenderConfig
-from pipeline.twod.stage import TwoDConfig, TwoDModels, TwoDStage, resolve_backend
+from pipeline.twod.stage import FrameResult, TwoDConfig, TwoDModels, TwoDStage, resolve_backend
 from pipeline.types import Frame, Timeline, Track, VideoInfo
 
 
@@ -158,25 +158,50 @@ class RunResult:
     timeline: Timeline | None = None
 
 
-def _two_d_pass(path: Path, info: VideoInfo, config: RunConfig, report,
-                models: TwoDModels | None = None) -> tuple[list[Track], Timeline]:
-    """Pass 1: people and keypoints on (downscaled) frames; tracks in full-resolution pixels, and the
-    presentation time of every decoded frame."""
+def two_d_pass(path: Path, info: VideoInfo, config: RunConfig,
+               report: Callable[[str, int, int], None] | None = None, models: TwoDModels | None = None,
+               on_frame: Callable[[FrameResult, float], None] | None = None) -> tuple[list[Track], Timeline]:
+    """Pass 1: people and keypoints on (downscaled) frames.
+
+    Args:
+        path: The video.
+        info: Its properties (frame rate, frame count for progress).
+        config: Uses ``decode_max_size``, ``device``, ``weights_dir`` and ``twod``.
+        report: Progress callback (stage, done, total).
+        models: Loaded yolo-mmpose networks to reuse.
+        on_frame: Called with each frame's people and the decoding scale (their pixels are the video's
+            times that scale).
+
+    Returns:
+        Tracks in the video's pixels, and the presentation time of every decoded frame.
+    """
     times: list[float] = []
     device = resolve_device(config.device)
     with VideoReader(path, max_size=config.decode_max_size or None) as reader, \
             TwoDStage(config.twod, fps=info.fps, device=device, weights_dir=config.weights_dir,
                       models=models) as stage:
         for batch in _batches(reader, stage.batch_size):
-            stage.process_batch(batch)
+            results = stage.process_batch(batch)
+            if on_frame:
+                for result in results:
+                    on_frame(result, reader.scale)
             times += [frame.time for frame in batch]
-            report("2d", len(times), info.num_frames)
+            if report:
+                report("2d", len(times), info.num_frames)
         tracks = stage.finish(len(times))
     # Times that step backwards (broken muxers) are held, as the video writer holds them: never a failure.
     held = np.maximum.accumulate(np.array(times, np.float64)) if times else np.zeros(0)
     timeline = Timeline(held, skipped=max(0, info.num_frames - len(times)))
     # Keypoints were found on frames scaled by reader.scale; map them back to the video's pixels.
     return [replace(t, keypoints=(t.keypoints / reader.scale).astype(np.float32)) for t in tracks], timeline
+
+
+def clean_tracks(tracks: Sequence[Track], config: RunConfig, fps: float) -> list[Track]:
+    """Stage 2: each track's 2D clean-up as configured (the tracks unchanged when it is off)."""
+    if not config.clean.enabled:
+        return list(tracks)
+    cleaner = Cleaner(config.clean)
+    return [cleaner.clean(t, fps) for t in tracks]
 
 
 def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
@@ -299,12 +324,11 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
     twod, notice = resolve_backend(config.twod, config.weights_dir, config.fetch_weights,
                                    lambda name, done, total: report(f"download {name}", done, total or 0))
     config = replace(config, twod=twod)
-    tracks, timeline = _two_d_pass(path, info, config, report, models)
+    tracks, timeline = two_d_pass(path, info, config, report, models)
     seconds["2d"] = time.perf_counter() - t0
     if config.clean.enabled:
         t0 = time.perf_counter()
-        cleaner = Cleaner(config.clean)
-        tracks = [cleaner.clean(t, info.fps) for t in tracks]
+        tracks = clean_tracks(tracks, config, info.fps)
         seconds["clean"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     tracks = lift_tracks(tracks, lifter, info, config.lift.flip, report, bank=config.lift.pose_bank,

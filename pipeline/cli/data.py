@@ -14,7 +14,7 @@ import typer
 from pipeline.cli.ui import console, progress_bar
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
-from pipeline.evaluation.detections import DetectionsConfig, build_detections
+from pipeline.evaluation.detections import DetectionsConfig, build_detections, prepare_folder
 from pipeline.evaluation.synth import SynthConfig, save_ground_truth, synthesize, write_clip
 from pipeline.evaluation.synth_group import GroupConfig, pick_motions, save_group_truth, synthesize_group
 from pipeline.evaluation.tracking import evaluate_groups, format_tracking
@@ -130,11 +130,10 @@ def evaluate_video_command(
     lifter = Lifter.load(weights, device)
     # Spread the clips over the motions (and so over subjects and actions), each from its middle.
     picks = [motions[int(i)] for i in np.linspace(0, len(motions) - 1, min(clips, len(motions)))] if motions else []
-    sliced = [slice_motion(m, max(0.0, (len(m.joints) / m.fps - seconds) / 2), seconds) for m in picks]
+    sliced = [_middle(m, seconds) for m in picks]
     # The small figures take other motions (offset by half a step) and other seeds than the regular clips.
     count = min(small_clips, len(motions))
-    small = [motions[int((k + 0.5) * len(motions) / count)] for k in range(count)]
-    small = [slice_motion(m, max(0.0, (len(m.joints) / m.fps - seconds) / 2), seconds) for m in small]
+    small = [_middle(motions[int((k + 0.5) * len(motions) / count)], seconds) for k in range(count)]
     far = replace(synth, seed=seed + 1000, camera=replace(synth.camera, distance_scale=SMALL_FIGURE_DISTANCE))
     with progress_bar() as bar:
         task = bar.add_task("clips", total=len(sliced) + len(small), info=f"subjects {','.join(sorted(wanted))}")
@@ -188,19 +187,24 @@ def build_detections_command(
     small_share: float = typer.Option(0.25, help="Fraction of clips with a small figure (about 60-120 px tall)."),
     seed: int = typer.Option(0, help="Seed of the first clip (clip i uses seed + i)."),
     run_config: Optional[Path] = RUN_SETTINGS,
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
     """Render training-subject mocap, run it through the 2D stage and clean-up, and store it with its 3D truth."""
+    settings = DetectionsConfig(clips=clips, seconds=seconds, small_share=small_share, seed=seed)
+    prepare_folder(out)
     cfg = load_config(TrainConfig, config, {"data": data})
     held_out = set(cfg.test_subjects) | set(cfg.val_subjects)
     motions = [m for m in load_dataset(cfg.data, fps=30.0) if m.subject not in held_out]
-    settings = DetectionsConfig(clips=clips, seconds=seconds, small_share=small_share, seed=seed)
     with progress_bar() as bar:
         task = bar.add_task("clips", total=clips, info=str(out))
-        summary = build_detections(motions, out, settings, Lifter.load(None, device), load_run_config(run_config),
+        summary = build_detections(motions, out, settings, load_run_config(run_config),
                                    progress=lambda d, t: bar.update(task, completed=d))
     console.print(f"{summary.made} clips made ({summary.frames} frames of tracks), {summary.kept} already there, "
                   f"in {summary.seconds / 60:.1f} min -> {out}", highlight=False)
+
+
+def _middle(motion: Motion, seconds: float) -> Motion:
+    """The ``seconds`` in the middle of a motion."""
+    return slice_motion(motion, max(0.0, (len(motion.joints) / motion.fps - seconds) / 2), seconds)
 
 
 def _range(text: str) -> tuple[float, float]:

@@ -30,12 +30,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, OutputError
 from pipeline.evaluation.synth import SynthConfig, synthesize, write_clip
 from pipeline.evaluation.video import slice_motion
 from pipeline.io.export import atomic_save_npz
-from pipeline.lifting.lifter import Lifter
-from pipeline.run import RunConfig, run_video
+from pipeline.io.ffmpeg import probe
+from pipeline.run import RunConfig, clean_tracks, two_d_pass
 from pipeline.training.mocap import Motion
 
 
@@ -81,12 +81,26 @@ class BuildSummary:
     seconds: float
 
 
+def prepare_folder(folder: str | Path) -> Path:
+    """The dataset folder, created when missing.
+
+    Raises:
+        OutputError: it is a file, or cannot be created.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot be the dataset folder ({exc.strerror})") from None
+    return folder
+
+
 def clip_path(folder: Path, seed: int) -> Path:
     """The file of the clip rendered with ``seed``."""
     return folder / f"clip_{seed:06d}.npz"
 
 
-def build_detections(motions: Sequence[Motion], folder: str | Path, config: DetectionsConfig, lifter: Lifter,
+def build_detections(motions: Sequence[Motion], folder: str | Path, config: DetectionsConfig,
                      run_config: RunConfig | None = None,
                      progress: Callable[[int, int], None] | None = None) -> BuildSummary:
     """Render, run and store the clips missing from ``folder``.
@@ -95,7 +109,6 @@ def build_detections(motions: Sequence[Motion], folder: str | Path, config: Dete
         motions: Training-subject motions at 30 fps (never the validation or test subjects).
         folder: Dataset folder (created if missing); clips already there are kept.
         config: How many clips, how long, how small.
-        lifter: The lifter the runs use (its output is not stored; the 2D stage does not depend on it).
         run_config: Pipeline settings (defaults: the shipped 2D stage and clean-up).
         progress: Called with (clips done, clips total), counting the kept ones.
 
@@ -105,8 +118,7 @@ def build_detections(motions: Sequence[Motion], folder: str | Path, config: Dete
     long_enough = [m for m in motions if len(m.joints) >= config.seconds * m.fps]
     if not long_enough:
         raise ConfigError(f"no motion is {config.seconds:g} s long")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = prepare_folder(folder)
     run_config = run_config or RunConfig()
     t0, made, kept, frames = time.perf_counter(), 0, 0, 0
     with tempfile.TemporaryDirectory(prefix="pose3d-detections-") as tmp:
@@ -115,14 +127,14 @@ def build_detections(motions: Sequence[Motion], folder: str | Path, config: Dete
             if clip_path(folder, seed).exists():
                 kept += 1
             else:
-                frames += _build_clip(long_enough, folder, seed, config, lifter, run_config, Path(tmp))
+                frames += _build_clip(long_enough, folder, seed, config, run_config, Path(tmp))
                 made += 1
             if progress:
                 progress(i + 1, config.clips)
     return BuildSummary(made, kept, frames, time.perf_counter() - t0)
 
 
-def _build_clip(motions: Sequence[Motion], folder: Path, seed: int, config: DetectionsConfig, lifter: Lifter,
+def _build_clip(motions: Sequence[Motion], folder: Path, seed: int, config: DetectionsConfig,
                 run_config: RunConfig, tmp: Path) -> int:
     """Render clip ``seed``, run the pipeline on it, store the longest track with its truth; returns its frames."""
     rng = np.random.default_rng(seed)
@@ -136,9 +148,10 @@ def _build_clip(motions: Sequence[Motion], folder: Path, seed: int, config: Dete
     clip = synthesize(motion, synth)
     video = tmp / f"clip_{seed}.mp4"
     write_clip(clip, video)
-    result = run_video(video, None, run_config, lifter=lifter)
+    tracks, _ = two_d_pass(video, probe(video), run_config)
+    tracks = clean_tracks(tracks, run_config, clip.fps)
     video.unlink()
-    track = max(result.tracks, key=len) if result.tracks else None
+    track = max(tracks, key=len) if tracks else None
     keep = track.frames < clip.num_frames if track is not None else np.zeros(0, bool)
     picked = track.frames[keep] if track is not None else np.zeros(0, np.int64)
     empty = np.zeros((0, 17, 2), np.float32)

@@ -13,21 +13,19 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from pipeline.cleanup.cleaner import Cleaner
 from pipeline.evaluation.identities import IdentityScores, score_identities, track_keypoints
 from pipeline.evaluation.synth import write_clip
 from pipeline.evaluation.synth_group import GroupConfig, pick_motions, synthesize_group
-from pipeline.io.video import VideoReader
-from pipeline.run import RunConfig
+from pipeline.io.ffmpeg import probe
+from pipeline.run import RunConfig, clean_tracks, two_d_pass
 from pipeline.training.mocap import Motion
-from pipeline.twod.stage import TwoDStage
-from pipeline.types import Track
+from pipeline.twod.stage import FrameResult
 
 
 @dataclass(frozen=True)
@@ -53,36 +51,20 @@ def evaluate_group(motions: Sequence[Motion], config: GroupConfig, run_config: R
     clip = synthesize_group(motions, config)
     path = workdir / f"group_{config.synth.seed}.mp4"
     write_clip(clip, path)
+    boxes: list[np.ndarray] = []
+
+    def keep_boxes(found: FrameResult, scale: float) -> None:
+        boxes.append(found.detections.boxes[found.detections.track_ids >= 0] / scale)
+
     start = time.perf_counter()
-    tracks, boxes = two_d_pass(path, clip.fps, run_config)
+    tracks, _ = two_d_pass(path, probe(path), run_config, on_frame=keep_boxes)
+    tracks = clean_tracks(tracks, run_config, clip.fps)
     seconds = time.perf_counter() - start
     keypoints, confidences = track_keypoints(tracks, clip.num_frames)
     heights = clip.boxes[..., 3] - clip.boxes[..., 1]
     scores = score_identities(clip.keypoints2d, heights, clip.visible, keypoints, confidences,
                               (clip.camera.width, clip.camera.height), truth_boxes=clip.boxes, tracked_boxes=boxes)
     return TrackingRow("+".join(clip.names), clip.num_frames, scores, seconds)
-
-
-def two_d_pass(path: Path, fps: float, config: RunConfig) -> tuple[list[Track], list[np.ndarray]]:
-    """``pose3d run``'s 2D stage and 2D clean-up on a video.
-
-    Returns:
-        The cleaned tracks (keypoints in the video's pixels), and per frame the (n, 4) boxes the tracker
-        kept (with an id), in the video's pixels.
-    """
-    boxes = []
-    with VideoReader(path, max_size=config.decode_max_size or None) as reader, \
-            TwoDStage(config.twod, fps=fps, device="cpu", weights_dir=config.weights_dir) as stage:
-        for frame in reader:
-            found = stage.process(frame).detections
-            boxes.append(found.boxes[found.track_ids >= 0] / reader.scale)
-        tracks = stage.finish(len(boxes))
-        scale = reader.scale
-    tracks = [replace(t, keypoints=(t.keypoints / scale).astype(np.float32)) for t in tracks]
-    if config.clean.enabled:
-        cleaner = Cleaner(config.clean)
-        tracks = [cleaner.clean(t, fps) for t in tracks]
-    return tracks, boxes
 
 
 def evaluate_groups(motions: Sequence[Motion], *, clips: int, config: GroupConfig = GroupConfig(),

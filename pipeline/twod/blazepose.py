@@ -115,6 +115,13 @@ def pixel_landmarks(pose_landmarks, width: int, height: int) -> np.ndarray:
     return landmarks
 
 
+def box_region(box: np.ndarray, scale: float) -> tuple[float, float, float, float]:
+    """(x centre px, y centre px, side px, rotation rad) of the upright square, ``scale`` times the box's
+    longer side, centred on a box (x1 y1 x2 y2 px)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (x1 + x2) / 2, (y1 + y2) / 2, max(scale * max(x2 - x1, y2 - y1), 1.0), 0.0
+
+
 def square_crop(image: np.ndarray, box: np.ndarray, scale: float, size: int) -> tuple[np.ndarray, np.ndarray]:
     """A square crop centred on a box, its side ``scale`` times the box's longer side, resized to ``size``.
 
@@ -129,10 +136,9 @@ def square_crop(image: np.ndarray, box: np.ndarray, scale: float, size: int) -> 
     Returns:
         crop (size, size, 3) uint8, and the (2, 3) affine from crop pixels back to image pixels.
     """
-    x1, y1, x2, y2 = np.asarray(box, np.float64)
-    side = max(scale * max(x2 - x1, y2 - y1), 1.0)
+    cx, cy, side, _ = box_region(box, scale)
     s = size / side
-    x0, y0 = (x1 + x2 - side) / 2, (y1 + y2 - side) / 2
+    x0, y0 = cx - side / 2, cy - side / 2
     crop = cv2.warpAffine(image, np.array([[s, 0, -s * x0], [0, s, -s * y0]]), (size, size),
                           flags=cv2.INTER_LINEAR, borderValue=_GREY)
     return crop, np.array([[1 / s, 0, x0], [0, 1 / s, y0]])

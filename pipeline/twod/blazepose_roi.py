@@ -27,6 +27,7 @@ from pipeline.errors import ConfigError, ModelError, ShapeError
 from pipeline.twod.blazepose import (
     MediaPipeConfig,
     MediaPipeGraphs,
+    box_region,
     landmarks_to_person,
     native_stderr_silenced,
     pixel_landmarks,
@@ -134,12 +135,6 @@ node {{
   output_stream: "WORLD_LANDMARKS:world_landmarks" output_stream: "SEGMENTATION_MASK:segmentation_mask"
 }}
 """
-
-
-def box_region(box: np.ndarray, scale: float) -> tuple[float, float, float, float]:
-    """(x centre px, y centre px, side px, rotation rad) of the upright square region around a box."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return (x1 + x2) / 2, (y1 + y2) / 2, max(scale * max(x2 - x1, y2 - y1), 1.0), 0.0
 
 
 def aligned_region(hips: np.ndarray, top: np.ndarray) -> tuple[float, float, float, float]:

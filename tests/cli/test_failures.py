@@ -343,3 +343,18 @@ def test_infinite_keypoints_are_missing_joints_without_warnings(work):
     assert "Warning" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     with np.load(work / "o.npz") as out:
         assert np.isfinite(out["poses3d"]).all()
+
+
+# 11. The rendered-data commands check their settings and folders before any work --------------------------------
+
+def test_rendered_data_commands_fail_cleanly_before_any_work(work):
+    before = digests(work)
+    done = pose3d("build-detections", "--out", "clip.mp4", "--clips", "1", "--data", "nowhere", cwd=work)
+    assert_fails_cleanly(done, 3, "clip.mp4", "dataset folder")
+    done = pose3d("build-detections", "--out", "ds", "--small-share", "2", cwd=work)
+    assert_fails_cleanly(done, 2, "small_share")
+    done = pose3d("evaluate-tracking", "--people", "0", "--data", "nowhere", cwd=work)
+    assert_fails_cleanly(done, 2, "people=0")
+    done = pose3d("synth", "nowhere.bvh", "--people", "2", "--out", "g.mp4", cwd=work)
+    assert_fails_cleanly(done, 3, "nowhere.bvh")
+    assert digests(work) == before                              # inputs untouched, nothing written

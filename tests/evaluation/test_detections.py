@@ -7,9 +7,6 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.evaluation.detections import DetectionsConfig, build_detections, clip_path
-from pipeline.lifting.checkpoint import save_checkpoint
-from pipeline.lifting.lifter import Lifter
-from pipeline.lifting.model import LifterConfig, TemporalModel
 from pipeline.training.mocap import load_motion
 from tests.support.synth import SHARED
 
@@ -26,12 +23,9 @@ def test_settings_are_checked():
 @pytest.mark.skipif(not WALK.exists(), reason="../shared/data/mocap not present")
 @pytest.mark.slow
 def test_a_build_stores_tracks_with_their_truth_and_resumes(tmp_path):
-    weights = tmp_path / "tiny.pt"
-    save_checkpoint(weights, TemporalModel(LifterConfig(filter_widths=(3,), channels=16)).eval(), train_fps=50.0)
-    lifter = Lifter.load(weights, "cpu")
     motion = load_motion(WALK, fps=30.0)
     config = DetectionsConfig(clips=2, seconds=1.5, small_share=0.0, seed=5, width=640, height=360)
-    first = build_detections([motion], tmp_path / "ds", config, lifter)
+    first = build_detections([motion], tmp_path / "ds", config)
     assert (first.made, first.kept) == (2, 0) and first.frames > 60
     with np.load(clip_path(tmp_path / "ds", 5)) as clip:
         t = len(clip["frames"])
@@ -41,5 +35,5 @@ def test_a_build_stores_tracks_with_their_truth_and_resumes(tmp_path):
         error = np.nanmean(np.linalg.norm(clip["keypoints"][:, [11, 12]] - clip["keypoints2d"][:, [4, 1]], axis=-1))
         assert error < 0.1 * clip["height"]
     again = build_detections([motion], tmp_path / "ds", DetectionsConfig(clips=3, seconds=1.5, seed=5, width=640,
-                                                                          height=360), lifter)
+                                                                          height=360))
     assert (again.made, again.kept) == (1, 2)

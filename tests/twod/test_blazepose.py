@@ -12,7 +12,7 @@ from pipeline.config import from_dict
 from pipeline.errors import ConfigError, ModelError, ShapeError
 from pipeline.keypoints import MEDIAPIPE_TO_COCO, PersonKeypoints, mediapipe_to_coco
 from pipeline.skeleton import COCO17
-from pipeline.twod.blazepose import MediaPipeConfig, MediaPipePose, landmarks_to_person
+from pipeline.twod.blazepose import MediaPipeConfig, MediaPipePose, box_region, landmarks_to_person
 from pipeline.twod.stage import TwoDConfig, TwoDStage
 from pipeline.twod.tracks import TrackConfig
 from pipeline.types import Frame
@@ -195,3 +195,7 @@ def test_lying_wide_find_is_dropped_but_upright_kept():
     assert [p.box[0] for p in found] == [upright.box[0]]
     pose = scripted([upright, lying], MediaPipeConfig(refine_crops=False, max_lying_aspect=0.0))
     assert len(pose.estimate(np.zeros((480, 640, 3), np.uint8))) == 2
+
+
+def test_box_region_is_a_square_round_the_box():
+    assert box_region(np.array([100, 50, 140, 150]), 1.25) == (120.0, 100.0, 125.0, 0.0)

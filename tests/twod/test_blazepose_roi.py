@@ -8,12 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ConfigError, ModelError, ShapeError
-from pipeline.twod.blazepose_roi import MODELS, BlazePoseCrops, CropConfig, aligned_region, box_region, landmark_model
+from pipeline.twod.blazepose_roi import MODELS, BlazePoseCrops, CropConfig, aligned_region, landmark_model
 from tests.support import walk
-
-
-def test_box_region_is_a_square_round_the_box():
-    assert box_region(np.array([100, 50, 140, 150]), 1.25) == (120.0, 100.0, 125.0, 0.0)
 
 
 def test_aligned_region_is_centred_on_the_hips_and_turned_upright():

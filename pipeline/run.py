@@ -21,13 +21,16 @@ from pipeline.assets import shipped_weights
 from pipeline.cleanup.cleaner import CleanConfig, Cleaner
 from pipeline.config import load_config
 from pipeline.errors import ConfigError, ModelError
-from pipeline.io.export import EXPORT_FORMATS, export_tracks
+from pipeline.io.export import EXPORT_FORMATS, export_files, export_tracks
 from pipeline.io.ffmpeg import probe
 from pipeline.io.outputs import StagedOutputs, check_input, check_outputs, folders_for
 from pipeline.io.video import MP4_SUFFIXES, VideoReader, VideoWriter
 from pipeline.keypoints import coco_to_h36m, fill_gaps
 from pipeline.lifting.bank import PoseBankConfig
+from pipeline.lifting.contacts import ContactConfig
+from pipeline.lifting.fit import FitConfig
 from pipeline.lifting.lifter import Lifter, resolve_device
+from pipeline.lifting.skeletons import fit_tracks
 from pipeline.lifting.trajectory import TrajectoryLifter, check_fov, focal_from_fov
 from pipeline.lifting.world import estimate_world
 from pipeline.render.renderer import Renderer, frames_of
@@ -49,6 +52,8 @@ class LiftStageConfig:
         trajectory_weights: Trajectory checkpoint; None uses the shipped ``weights/trajectory.pt``.
         fov_deg: The camera's field of view across the longer image side, degrees, for the trajectory's metric
             depth; None assumes 55 degrees (depth then scales with how wrong that guess is).
+        fit: One constant-bone skeleton per person (:mod:`pipeline.lifting.fit`); ``poses3d`` become its joints.
+        contacts: Foot contacts, and foot locking with the trajectory (:mod:`pipeline.lifting.contacts`).
     """
 
     weights: str | None = None
@@ -57,6 +62,8 @@ class LiftStageConfig:
     trajectory: bool = False
     trajectory_weights: str | None = None
     fov_deg: float | None = None
+    fit: FitConfig = field(default_factory=FitConfig)
+    contacts: ContactConfig = field(default_factory=ContactConfig)
 
     def __post_init__(self) -> None:
         if self.fov_deg is not None:
@@ -102,7 +109,7 @@ def load_run_config(path: str | Path | None) -> RunConfig:
 def with_choices(config: RunConfig, *, backend: str | None = None, weights_dir: str | Path | None = None,
                  device: str | None = None, weights: str | Path | None = None, layout: str | None = None,
                  pose_bank: str | None = None, trajectory: bool | None = None,
-                 fov_deg: float | None = None, trust_weights: bool = False) -> RunConfig:
+                 fov_deg: float | None = None, trust_weights: bool = False, fit: bool | None = None) -> RunConfig:
     """``config`` with the command line's choices applied; None (False for ``trust_weights``) keeps the
     config's value."""
     lift = config.lift
@@ -114,6 +121,8 @@ def with_choices(config: RunConfig, *, backend: str | None = None, weights_dir: 
         lift = replace(lift, trajectory=trajectory)
     if fov_deg is not None:
         lift = replace(lift, fov_deg=fov_deg)
+    if fit is not None:
+        lift = replace(lift, fit=replace(lift.fit, enabled=fit))
     twod = replace(config.twod, backend=backend) if backend else config.twod
     twod = replace(twod, trust_weights=True) if trust_weights else twod
     return replace(config, lift=lift, twod=twod,
@@ -123,7 +132,7 @@ def with_choices(config: RunConfig, *, backend: str | None = None, weights_dir: 
 
 @dataclass(frozen=True)
 class Progress:
-    """A progress report: ``stage`` ('2d', 'lift', 'render', 'export'), units done/total (frames or tracks)."""
+    """A progress report: ``stage`` ('2d', 'lift', 'fit', 'render', 'export'), units done/total (frames or tracks)."""
 
     stage: str
     done: int
@@ -139,7 +148,7 @@ class RunResult:
         tracks: Tracks with 3D poses.
         output: The rendered video (None when rendering was skipped).
         exports: Written export files.
-        seconds: Wall time per stage ('2d', 'clean' when on, 'lift', 'render', 'export').
+        seconds: Wall time per stage ('2d', 'clean' when on, 'lift', 'fit', 'render', 'export').
         frames: Frames decoded in the 2D pass.
         backend: The 2D backend that ran ('offline', 'mediapipe' or 'yolo-mmpose').
         notices: One-line remarks for the user (why "auto" fell back to the offline models, why nobody was tracked,
@@ -305,7 +314,8 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
         path: Input video (any container/codec ffmpeg reads).
         output: Rendered MP4 (H.264) path, or None to skip rendering.
         config: Settings (defaults when None).
-        exports: Data files to write; the suffix picks the format (.json, .npz, .csv).
+        exports: Data files to write; the suffix picks the format (.json, .npz, .csv, .bvh: one file per person,
+            a name ending in angles.csv: joint angles; pipeline/io/export.py).
         progress: Called with :class:`Progress` reports.
         lifter: A loaded lifter to reuse (default: load ``config.lift.weights``).
         models: Loaded yolo-mmpose networks to reuse (default: load them for this video).
@@ -315,6 +325,8 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
     """
     config = config or RunConfig()
     path = check_run_files(path, output, exports)   # everything is checked before the first frame is decoded
+    if not config.lift.fit.enabled and any(Path(e).suffix.lower() == ".bvh" for e in exports):
+        raise ConfigError("--export .bvh needs the fitted skeleton: lift.fit.enabled is off")
     info = probe(path)
     report = (lambda stage, done, total: progress(Progress(stage, done, total))) if progress else (lambda *a: None)
     seconds: dict[str, float] = {}
@@ -334,14 +346,18 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
     tracks = lift_tracks(tracks, lifter, info, config.lift.flip, report, bank=config.lift.pose_bank,
                          trajectory=trajectory, fov_deg=config.lift.fov_deg)
     seconds["lift"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tracks = fit_tracks(tracks, timeline, info.fps, config.lift.fit, config.lift.contacts, report)
+    seconds["fit"] = time.perf_counter() - t0
     # Every output goes to a temporary file beside its destination; all are moved into place together once
     # the last is complete, so a failed or interrupted run leaves none behind.
-    finals = ([output] if output is not None else []) + list(exports)
+    files = [f for target in exports for f in export_files(target, tracks)]
+    finals = ([output] if output is not None else []) + [path for path, _ in files]
     with folders_for(finals), StagedOutputs(finals) as staged:
         t0 = time.perf_counter()
-        for i, target in enumerate(exports):
-            export_tracks(target, tracks, info, timeline, into=staged.temp(target))
-            report("export", i + 1, len(exports))
+        for i, (target, track_id) in enumerate(files):
+            export_tracks(target, tracks, info, timeline, into=staged.temp(target), track_id=track_id)
+            report("export", i + 1, len(files))
         seconds["export"] = time.perf_counter() - t0
         if output is not None:
             t0 = time.perf_counter()
@@ -353,7 +369,7 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
     if timeline.skipped:
         notices.append(f"{timeline.skipped} of {info.num_frames} frames could not be decoded and were skipped "
                        "(frame numbers count the decoded frames; the exports give each one's time)")
-    return RunResult(info, tracks, Path(output) if output else None, [Path(e) for e in exports], seconds,
+    return RunResult(info, tracks, Path(output) if output else None, [path for path, _ in files], seconds,
                      len(timeline.times), twod.backend, tuple(notices), timeline)
 
 

@@ -80,6 +80,16 @@ COCO17 = Skeleton(
 
 SKELETONS = {s.name: s for s in (H36M17, COCO17)}
 
+# The rig fitted to each person (pipeline/lifting/rig.py): every H36M-17 joint under its own name plus three
+# zero-length joints where one joint's children move apart (the lumbar spine under the pelvis, the collars
+# under the thorax). Parents come before their children.
+RIG_JOINTS = ("pelvis", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "lower_back", "spine", "thorax",
+              "neck", "head", "l_collar", "l_shoulder", "l_elbow", "l_wrist", "r_collar", "r_shoulder", "r_elbow",
+              "r_wrist")
+RIG_PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 10, 9, 12, 13, 14, 9, 16, 17, 18)
+# Rig index of each H36M-17 joint, in H36M-17 order.
+RIG_OF_H36M = tuple(RIG_JOINTS.index(name) for name in H36M17.joints)
+
 # Joints scored by the accuracy target: pelvis, hips, knees, ankles, shoulders, elbows, wrists.
 H36M_LIMB_JOINTS = (0, 1, 2, 3, 4, 5, 6, 11, 12, 13, 14, 15, 16)
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import ShapeError
+from pipeline.skeleton import RIG_JOINTS, RIG_OF_H36M
 
 
-def _check(name: str, array: np.ndarray | None, shape: tuple, dtype=np.floating, finite: bool = False) -> None:
-    """Raise ShapeError unless ``array`` matches ``shape`` (None = any size) and ``dtype``."""
+def check_array(name: str, array: np.ndarray | None, shape: tuple, dtype=np.floating, finite: bool = False) -> None:
+    """Raise ShapeError unless ``array`` matches ``shape`` (None = any size) and ``dtype`` (None passes)."""
     if array is None:
         return
     if not isinstance(array, np.ndarray) or array.ndim != len(shape) or any(
@@ -74,7 +75,7 @@ class Frame:
     image: np.ndarray
 
     def __post_init__(self) -> None:
-        _check("Frame.image", self.image, (None, None, 3), np.uint8)
+        check_array("Frame.image", self.image, (None, None, 3), np.uint8)
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,10 @@ class Detections:
     track_ids: np.ndarray
 
     def __post_init__(self) -> None:
-        _check("Detections.boxes", self.boxes, (None, 4), finite=True)
+        check_array("Detections.boxes", self.boxes, (None, 4), finite=True)
         n = len(self.boxes)
-        _check("Detections.scores", self.scores, (n,))
-        _check("Detections.track_ids", self.track_ids, (n,), np.integer)
+        check_array("Detections.scores", self.scores, (n,))
+        check_array("Detections.track_ids", self.track_ids, (n,), np.integer)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -103,6 +104,42 @@ class Detections:
     @classmethod
     def empty(cls) -> "Detections":
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+
+@dataclass(frozen=True)
+class SkeletonFit:
+    """A person's fitted rig (:func:`pipeline.lifting.fit.fit_skeleton`).
+
+    Attributes:
+        offsets: (20, 3) float32 rest offsets of :data:`pipeline.skeleton.RIG_JOINTS`, metres, in the rig frame
+            (y up, x to the person's left, z forward; :mod:`pipeline.lifting.rig`).
+        rotations: (T, 20, 3, 3) float32 local rotations; entry 0 turns the rig frame into the camera frame.
+        positions: (T, 20, 3) float32 forward kinematics, camera frame, metres (pelvis at the origin).
+    """
+
+    offsets: np.ndarray
+    rotations: np.ndarray
+    positions: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(RIG_JOINTS)
+        t = len(self.rotations)
+        if self.offsets.shape != (n, 3) or self.rotations.shape != (t, n, 3, 3) or self.positions.shape != (t, n, 3):
+            raise ShapeError(f"SkeletonFit: offsets {self.offsets.shape}, rotations {self.rotations.shape}, "
+                             f"positions {self.positions.shape}")
+        if not (np.isfinite(self.rotations).all() and np.isfinite(self.positions).all()):
+            raise ShapeError("SkeletonFit: non-finite rotations or positions")
+
+    @property
+    def poses3d(self) -> np.ndarray:
+        """(T, 17, 3) float32 the H36M-17 joints of the fit, camera frame, pelvis at the origin."""
+        return self.positions[:, list(RIG_OF_H36M)]
+
+    @property
+    def bone_lengths(self) -> np.ndarray:
+        """(17,) float32 the fitted H36M-17 bone lengths, metres (entry j: parent to j; 0 for the pelvis)."""
+        # A bone through a zero-length helper (lower back, collar) is the offset of the helper's child.
+        return np.linalg.norm(self.offsets[list(RIG_OF_H36M)], axis=-1).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -119,6 +156,10 @@ class Track:
         poses3d: (T, 17, 3) float32 H36M-17 camera-frame metres, pelvis at the origin; None before lifting.
         root3d: (T, 3) float32 camera-frame metres of the pelvis (the trajectory, :mod:`pipeline.lifting.trajectory`);
             None unless the trajectory was estimated. ``poses3d + root3d[:, None]`` places the person.
+        poses3d_raw: (T, 17, 3) float32 the lifter's own output when a skeleton was fitted (``poses3d`` is then
+            the fitted skeleton's joints); None otherwise.
+        skeleton: The person's fitted rig (:class:`SkeletonFit`: bones, rotations), or None.
+        contacts: (T, 2) float32 probability that the right and the left foot are on the ground, or None.
     """
 
     track_id: int
@@ -128,17 +169,24 @@ class Track:
     interpolated: np.ndarray
     poses3d: np.ndarray | None = None
     root3d: np.ndarray | None = None
+    poses3d_raw: np.ndarray | None = None
+    skeleton: SkeletonFit | None = None
+    contacts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        _check("Track.frames", self.frames, (None,), np.integer)
+        check_array("Track.frames", self.frames, (None,), np.integer)
         t = len(self.frames)
         if t == 0 or (t > 1 and not (np.diff(self.frames) > 0).all()):
             raise ShapeError(f"track {self.track_id}: frames must be non-empty and strictly increasing")
-        _check("Track.keypoints", self.keypoints, (t, 17, 2))
-        _check("Track.scores", self.scores, (t, 17))
-        _check("Track.interpolated", self.interpolated, (t,), np.bool_)
-        _check("Track.poses3d", self.poses3d, (t, 17, 3), finite=True)
-        _check("Track.root3d", self.root3d, (t, 3), finite=True)
+        check_array("Track.keypoints", self.keypoints, (t, 17, 2))
+        check_array("Track.scores", self.scores, (t, 17))
+        check_array("Track.interpolated", self.interpolated, (t,), np.bool_)
+        check_array("Track.poses3d", self.poses3d, (t, 17, 3), finite=True)
+        check_array("Track.root3d", self.root3d, (t, 3), finite=True)
+        check_array("Track.poses3d_raw", self.poses3d_raw, (t, 17, 3), finite=True)
+        check_array("Track.contacts", self.contacts, (t, 2), finite=True)
+        if self.skeleton is not None and len(self.skeleton.rotations) != t:
+            raise ShapeError(f"track {self.track_id}: skeleton has {len(self.skeleton.rotations)} frames, not {t}")
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -161,7 +209,7 @@ class Timeline:
     skipped: int = 0
 
     def __post_init__(self) -> None:
-        _check("Timeline.times", self.times, (None,), finite=True)
+        check_array("Timeline.times", self.times, (None,), finite=True)
         if len(self.times) > 1 and (np.diff(self.times) < 0).any():
             raise ShapeError("Timeline.times must be non-decreasing")
         if self.skipped < 0:

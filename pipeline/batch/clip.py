@@ -37,6 +37,9 @@ RECORD_FORMAT = "pose3d-batch-record"
 FAULT_ENV = "POSE3D_FAULT_EXIT_ONCE"
 
 
+OUTPUT_SUFFIXES = (".mp4", ".json", ".npz", ".csv", "_angles.csv", ".bvh")
+
+
 @dataclass(frozen=True)
 class ClipJob:
     """One input file of a batch and where its results go.
@@ -46,7 +49,8 @@ class ClipJob:
         name: Its path under the batch's input folder (POSIX separators); names the clip in reports.
         folder: The clip's output folder (the input's sub-folder, mirrored under the output folder).
         base: Stem of the output file names (``base.mp4``, ``base.json`` ...).
-        suffixes: Outputs to write, e.g. (".mp4", ".json"); ".mp4" is the rendered video.
+        suffixes: Outputs to write, e.g. (".mp4", ".json"); ".mp4" is the rendered video, "_angles.csv" the joint
+            angles, ".bvh" one ``base_track<ID>.bvh`` per person.
         size: The input's size in bytes when planned.
         mtime_ns: The input's modification time when planned, ns since the epoch.
         frames: Frame count from the probe (the unit of batch progress).
@@ -64,8 +68,8 @@ class ClipJob:
     settings: str
 
     def __post_init__(self) -> None:
-        if not self.suffixes or any(s not in (".mp4", ".json", ".npz", ".csv") for s in self.suffixes):
-            raise ConfigError(f"{self.name}: outputs must be among .mp4 .json .npz .csv, got {self.suffixes}")
+        if not self.suffixes or any(s not in OUTPUT_SUFFIXES for s in self.suffixes):
+            raise ConfigError(f"{self.name}: outputs must be among {' '.join(OUTPUT_SUFFIXES)}, got {self.suffixes}")
         if self.size < 0 or self.frames < 0:
             raise ConfigError(f"{self.name}: negative size {self.size} or frame count {self.frames}")
 
@@ -170,17 +174,25 @@ def earlier_result(job: ClipJob, retry_failed: bool = False) -> ClipResult | Non
     if record.get("status") != "complete" or record.get("settings") != job.settings:
         return None
     files = record.get("outputs", {})
-    if sorted(files) != sorted(p.name for p in job.outputs):
+    if not _writes(job, set(files)):
         return None
-    for path in job.outputs:
+    for name in files:
         try:
-            stat = path.stat()
+            stat = (job.folder / name).stat()
         except OSError:
             return None
-        if stat.st_size != files[path.name] or stat.st_mtime_ns < job.mtime_ns:
+        if stat.st_size != files[name] or stat.st_mtime_ns < job.mtime_ns:
             return None
     return ClipResult(job.name, "skipped", "complete from an earlier run", record.get("frames", 0),
                       record.get("people", 0), outputs=tuple(record.get("outputs_rel", ())))
+
+
+def _writes(job: ClipJob, names: set[str]) -> bool:
+    """Whether ``names`` are exactly the files ``job`` writes (a .bvh output: any number of per-person files)."""
+    fixed = {p.name for p in job.outputs if p.suffix != ".bvh"}
+    people = [f"{p.stem}_track" for p in job.outputs if p.suffix == ".bvh"]
+    extra = names - fixed
+    return fixed <= names and all(n.endswith(".bvh") and any(n.startswith(s) for s in people) for n in extra)
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -253,9 +265,10 @@ def produce(job: ClipJob, config: RunConfig, workdir: Path, models=None,
     """
     _fault_injection(job)
     tag = secrets.token_hex(4)
-    temps = {p.name: workdir / f".{job.base}.partial-{tag}{p.suffix}" for p in job.outputs}
-    video = next((temps[p.name] for p in job.outputs if p.suffix == ".mp4"), None)
-    exports = [temps[p.name] for p in job.outputs if p.suffix != ".mp4"]
+    # The temporary names end like the final ones: the suffix (and "_angles.csv") picks the export format.
+    temps = {f"{job.base}{s}": workdir / f".{job.base}.partial-{tag}{s}" for s in job.suffixes}
+    video = temps.get(f"{job.base}.mp4")
+    exports = [tmp for name, tmp in temps.items() if not name.endswith(".mp4")]
     try:
         result = run_video(job.source, video, config, exports, progress=report,
                            lifter=models.lifter if models else None, models=models.twod if models else None)
@@ -263,7 +276,21 @@ def produce(job: ClipJob, config: RunConfig, workdir: Path, models=None,
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
         raise
-    return temps, result.frames, len(result.tracks)
+    return _per_person(temps, result.exports), result.frames, len(result.tracks)
+
+
+def _per_person(temps: dict[str, Path], written: list[Path]) -> dict[str, Path]:
+    """{final name: temporary file} with each .bvh entry replaced by the per-person files the run wrote."""
+    out = {}
+    for name, tmp in temps.items():
+        if not name.endswith(".bvh"):
+            out[name] = tmp
+            continue
+        stem = name[: -len(".bvh")]
+        for path in written:   # tmp's stem + "_track<ID>.bvh" -> the final stem + "_track<ID>.bvh"
+            if path.parent == tmp.parent and path.name.startswith(f"{tmp.stem}_track"):
+                out[stem + path.name[len(tmp.stem):]] = path
+    return out
 
 
 def commit(job: ClipJob, temps: dict[str, Path], frames: int, people: int, seconds: float,

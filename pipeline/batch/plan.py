@@ -29,7 +29,7 @@ from pipeline.run import RunConfig
 from pipeline.twod.stage import resolve_backend
 
 SUMMARY_STEM = "pose3d-batch"
-EXPORT_FORMATS = ("json", "npz", "csv")
+EXPORT_FORMATS = ("json", "npz", "csv", "angles", "bvh")
 POOLS = ("auto", "processes", "threads")
 # Suffixes that make a file count as a (possibly broken) video when ffmpeg cannot read it; a file with
 # another name is still a clip when its content is video.
@@ -48,7 +48,8 @@ class BatchConfig:
     """How a batch runs (the per-clip settings are a :class:`pipeline.run.RunConfig`).
 
     Attributes:
-        exports: Data formats written per clip: "json", "npz", "csv".
+        exports: Data formats written per clip: "json", "npz", "csv", "angles" (``base_angles.csv``: joint
+            angles), "bvh" (``base_track<ID>.bvh`` per person).
         video: Also write the rendered video (``.mp4``).
         workers: Clips processed at once on this machine.
         pool: "processes" (one per worker, each loading the models once), "threads" (one process whose
@@ -81,7 +82,8 @@ class BatchConfig:
     @property
     def suffixes(self) -> tuple[str, ...]:
         """Output suffixes of each clip, the video first."""
-        return ((".mp4",) if self.video else ()) + tuple(f".{e}" for e in dict.fromkeys(self.exports))
+        return ((".mp4",) if self.video else ()) + tuple("_angles.csv" if e == "angles" else f".{e}"
+                                                       for e in dict.fromkeys(self.exports))
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,7 @@ def _finish(ray, job: ClipJob, ref, root: Path, workers: set[str]) -> ClipResult
     temps = {}
     try:
         for name, data in out["files"].items():
-            temps[name] = job.folder / f".{job.base}.partial-ray{Path(name).suffix}"
+            temps[name] = job.folder / f".{job.base}.partial-ray-{name}"   # one per file: several .bvh
             temps[name].write_bytes(data)
         return commit(job, temps, out["frames"], out["people"], out["seconds"], root, attempts, out["worker"])
     except OSError as err:

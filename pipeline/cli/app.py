@@ -66,7 +66,8 @@ def _lifter_config(arch: Optional[str], channels: int, causal: bool):
 def run(
     video: Path = typer.Argument(..., help="Input video (mp4/mov/avi/mkv/webm...)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Rendered MP4 (H.264 + the input's audio)."),
-    export: list[Path] = typer.Option([], "--export", "-e", help="Data file(s): .json, .npz or .csv (repeatable)."),
+    export: list[Path] = typer.Option([], "--export", "-e", help="Data file(s): .json, .npz, .csv, NAME_angles.csv "
+                                      "(joint angles) or .bvh (one NAME_track<ID>.bvh per person); repeatable."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run YAML (configs/run.yaml)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (overrides the config)."),
     backend: Optional[str] = typer.Option(
@@ -80,6 +81,9 @@ def run(
     pose_bank: Optional[str] = typer.Option(None, "--pose-bank", help=_POSE_BANK_HELP + " Default: the config's (off)."),
     trajectory: Optional[bool] = typer.Option(None, help=_TRAJECTORY_HELP + " Default: the config's."),
     fov: Optional[float] = typer.Option(None, help=_FOV_HELP),
+    fit: Optional[bool] = typer.Option(None, "--fit/--no-fit", help="One constant-bone skeleton per person (joint "
+                                       "rotations, contacts, BVH); --no-fit exports the lifter's raw joints. "
+                                       "Default: the config's (on)."),
     trust_weights: bool = typer.Option(False, "--trust-weights", help=(
         "Load YOLO / mmpose weight files whose complete SHA-256 pose3d does not know, although loading them can "
         "run code from the file: only for files of your own.")),
@@ -89,7 +93,7 @@ def run(
         raise ConfigError("nothing to write: give --out OUT.mp4 and/or --export FILE")
     cfg = with_choices(load_run_config(config), backend=backend, weights_dir=weights_dir, device=device,
                        weights=weights, layout=layout, pose_bank=pose_bank, trajectory=trajectory, fov_deg=fov,
-                       trust_weights=trust_weights)
+                       fit=fit, trust_weights=trust_weights)
     check_run_files(video, out, export)
     t0 = time.perf_counter()
     with ui.progress_bar() as bar:
@@ -101,14 +105,15 @@ def run(
     cfg = replace(cfg, twod=twod)
     with ui.native_logs_muted() as screen, ui.progress_bar(screen) as bar:
         tasks: dict[str, int] = {}
-        names = {"2d": "2D people + keypoints", "lift": "lift to 3D", "render": "render + encode", "export": "export"}
+        names = {"2d": "2D people + keypoints", "lift": "lift to 3D", "fit": "fit skeletons",
+                 "render": "render + encode", "export": "export"}
 
         def report(p):
             if p.stage not in tasks:
                 tasks[p.stage] = bar.add_task(names.get(p.stage, p.stage), total=p.total or None, info="")
             task = bar.tasks[tasks[p.stage]]
             rate = p.done / task.elapsed if task.elapsed else 0.0
-            unit = "tracks" if p.stage in ("lift", "export") else "fps"
+            unit = "tracks" if p.stage in ("lift", "fit", "export") else "fps"
             bar.update(tasks[p.stage], completed=p.done, total=max(p.total, p.done) or None,
                        info=f"{rate:.1f} {unit}" if unit == "fps" else "")
 
@@ -163,6 +168,7 @@ def lift(
 
 app.command("train")(ui.handle_errors(train.train_command))
 app.command("evaluate")(ui.handle_errors(train.evaluate_command))
+app.command("interpolate")(ui.handle_errors(train.interpolate_command))
 app.add_typer(weights.weights_app, name="weights")
 app.command("ablate")(ui.handle_errors(ablate.ablate_command))
 app.command("train-ankle")(ui.handle_errors(cleanup.train_ankle_command))
@@ -173,4 +179,6 @@ app.command("synth")(ui.handle_errors(data.synth_command))
 app.command("evaluate-video")(ui.handle_errors(data.evaluate_video_command))
 app.command("evaluate-tracking")(ui.handle_errors(data.evaluate_tracking_command))
 app.command("build-detections")(ui.handle_errors(data.build_detections_command))
+app.command("evaluate-detections")(ui.handle_errors(data.evaluate_detections_command))
+app.command("evaluate-contacts")(ui.handle_errors(data.evaluate_contacts_command))
 app.command("batch")(batch.batch_command)  # handles its own errors (interrupts write the summary first)

@@ -125,8 +125,8 @@ def _plan(input_dir: Path, out: Path, run_cfg, cfg):
 def batch_command(
     input_dir: Path = typer.Argument(..., help="Folder searched recursively for videos (found by content)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder; mirrors the input folder's layout."),
-    export: list[str] = typer.Option(["json"], "--export", "-e", help="Data format per clip: json, npz or csv "
-                                                                       "(repeatable)."),
+    export: list[str] = typer.Option(["json"], "--export", "-e", help="Data format per clip: json, npz, csv, "
+                                     "angles (joint angles CSV) or bvh (one file per person); repeatable."),
     video: bool = typer.Option(True, "--video/--no-video", help="Also write each clip's rendered MP4."),
     workers: int = typer.Option(1, "--workers", "-j", help="Clips processed at once on this machine."),
     pool: str = typer.Option("auto", help="auto, processes or threads (threads share one set of models; auto "
@@ -149,6 +149,9 @@ def batch_command(
     pose_bank: Optional[str] = typer.Option(None, "--pose-bank", help="off, online or offline (see `pose3d run`)."),
     trajectory: Optional[bool] = typer.Option(None, help="Also estimate where each person is (see `pose3d run`)."),
     fov: Optional[float] = typer.Option(None, help="Camera field of view for the trajectory, degrees."),
+    fit: Optional[bool] = typer.Option(None, "--fit/--no-fit", help="One constant-bone skeleton per person (joint "
+                                       "rotations, contacts, BVH); --no-fit exports the lifter's raw joints. "
+                                       "Default: the config's (on)."),
     trust_weights: bool = typer.Option(False, "--trust-weights", help=(
         "Load YOLO / mmpose weight files whose complete SHA-256 pose3d does not know (see `pose3d run`).")),
 ) -> None:
@@ -159,7 +162,9 @@ def batch_command(
                       force=force, retry_failed=retry_failed)
     run_cfg = with_choices(load_run_config(config), backend=backend, weights_dir=weights_dir, device=device,
                            weights=weights, layout=layout, pose_bank=pose_bank, trajectory=trajectory, fov_deg=fov,
-                           trust_weights=trust_weights)
+                           fit=fit, trust_weights=trust_weights)
+    if "bvh" in cfg.exports and not run_cfg.lift.fit.enabled:
+        raise ConfigError("--export bvh needs the fitted skeleton: drop --no-fit (or set lift.fit.enabled)")
     engine = None
     if ray is not None:
         engine = ray_engine(RayOptions(ray, gpus_per_clip, cpus_per_clip, retries))

@@ -124,7 +124,7 @@ def jitter_command(
         cfg = replace(cfg, twod=replace(cfg.twod, backend=backend))
     if device:
         cfg = replace(cfg, device=device)
-    lifter = Lifter.load(cfg.lift.weights, cfg.device)
+    lifter = Lifter.load(weights or cfg.lift.weights, cfg.device)
     rows = []
     with native_logs_muted() as screen, progress_bar(screen) as bar:
         for video in videos:

@@ -14,7 +14,14 @@ import typer
 from pipeline.cli.ui import console, progress_bar
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
-from pipeline.evaluation.detections import DetectionsConfig, build_detections, prepare_folder
+from pipeline.evaluation.detections import (
+    DetectionsConfig,
+    build_detections,
+    format_scores,
+    prepare_folder,
+    score_detections,
+)
+from pipeline.evaluation.skate import evaluate_skate, format_skate
 from pipeline.evaluation.synth import SynthConfig, save_ground_truth, synthesize, write_clip
 from pipeline.evaluation.synth_group import GroupConfig, pick_motions, save_group_truth, synthesize_group
 from pipeline.evaluation.tracking import evaluate_groups, format_tracking
@@ -31,6 +38,10 @@ TRAIN_CONFIG = typer.Option(None, "--config", "-c", help="Training YAML: data an
 MOCAP_FOLDER = typer.Option(None, help="Mocap folder.")
 HELD_OUT = typer.Option(None, help="Comma-separated subjects (default: the config's test subjects).")
 BACKEND = typer.Option(None, help="2D backend: auto, offline, mediapipe or yolo-mmpose (default: the run settings').")
+CLIP_SECONDS = typer.Option(4.0, help="Length of each clip, seconds.")
+CLIP_SEED = typer.Option(0, help="Seed of the first clip's look and camera.")
+LIFTER_WEIGHTS = typer.Option(None, help="Lifter checkpoint (default: the shipped weights).")
+DEVICE = typer.Option("auto", help="auto, cpu or cuda.")
 RUN_SETTINGS = typer.Option(None, "--run-config", help="Settings of the runs, configs/run.yaml style (default: the "
                             "shipped ones), e.g. another keypoint model or detector tiles.")
 
@@ -112,10 +123,10 @@ def evaluate_video_command(
     clips: int = typer.Option(8, help="Number of rendered clips (motions spread over the subjects)."),
     small_clips: int = typer.Option(4, help="Number of extra clips with a small figure (about 60-120 px tall at "
                                     "960x540), scored on their own."),
-    seconds: float = typer.Option(4.0, help="Length of each clip, seconds."),
-    seed: int = typer.Option(0, help="Seed of the first clip's look and camera."),
-    weights: Optional[Path] = typer.Option(None, help="Lifter checkpoint (default: the shipped weights)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    seconds: float = CLIP_SECONDS,
+    seed: int = CLIP_SEED,
+    weights: Optional[Path] = LIFTER_WEIGHTS,
+    device: str = DEVICE,
     backend: Optional[str] = BACKEND,
     run_config: Optional[Path] = RUN_SETTINGS,
     distance: Optional[str] = typer.Option(None, help="MIN,MAX camera distance of the regular clips, as a multiple "
@@ -128,9 +139,7 @@ def evaluate_video_command(
         synth = replace(synth, camera=replace(synth.camera, distance_scale=_range(distance)))
     motions, wanted = _held_out(config, data, subjects, seconds)
     lifter = Lifter.load(weights, device)
-    # Spread the clips over the motions (and so over subjects and actions), each from its middle.
-    picks = [motions[int(i)] for i in np.linspace(0, len(motions) - 1, min(clips, len(motions)))] if motions else []
-    sliced = [_middle(m, seconds) for m in picks]
+    sliced = _spread(motions, clips, seconds)
     # The small figures take other motions (offset by half a step) and other seeds than the regular clips.
     count = min(small_clips, len(motions))
     small = [_middle(motions[int((k + 0.5) * len(motions) / count)], seconds) for k in range(count)]
@@ -183,9 +192,12 @@ def build_detections_command(
     config: Optional[Path] = TRAIN_CONFIG,
     data: Optional[str] = MOCAP_FOLDER,
     clips: int = typer.Option(1000, help="Clips in the dataset."),
-    seconds: float = typer.Option(4.0, help="Length of each clip, seconds."),
+    seconds: float = CLIP_SECONDS,
     small_share: float = typer.Option(0.25, help="Fraction of clips with a small figure (about 60-120 px tall)."),
     seed: int = typer.Option(0, help="Seed of the first clip (clip i uses seed + i)."),
+    subjects: Optional[str] = typer.Option(None, help="Comma-separated subjects to render instead of the training "
+                                           "subjects: 3,7,12 makes a validation set for evaluate-detections "
+                                           "(pose3d train refuses a folder holding held-out subjects)."),
     run_config: Optional[Path] = RUN_SETTINGS,
 ) -> None:
     """Render training-subject mocap, run it through the 2D stage and clean-up, and store it with its 3D truth."""
@@ -193,13 +205,60 @@ def build_detections_command(
     prepare_folder(out)
     cfg = load_config(TrainConfig, config, {"data": data})
     held_out = set(cfg.test_subjects) | set(cfg.val_subjects)
-    motions = [m for m in load_dataset(cfg.data, fps=30.0) if m.subject not in held_out]
+    wanted = {s.strip() for s in subjects.split(",")} if subjects else None
+    motions = [m for m in load_dataset(cfg.data, fps=30.0)
+               if (m.subject in wanted if wanted else m.subject not in held_out)]
+    if not motions:
+        raise ConfigError(f"no motions of subjects {subjects} in {cfg.data}")
     with progress_bar() as bar:
         task = bar.add_task("clips", total=clips, info=str(out))
         summary = build_detections(motions, out, settings, load_run_config(run_config),
                                    progress=lambda d, t: bar.update(task, completed=d))
     console.print(f"{summary.made} clips made ({summary.frames} frames of tracks), {summary.kept} already there, "
                   f"in {summary.seconds / 60:.1f} min -> {out}", highlight=False)
+
+
+def evaluate_contacts_command(
+    config: Optional[Path] = TRAIN_CONFIG,
+    data: Optional[str] = MOCAP_FOLDER,
+    subjects: Optional[str] = HELD_OUT,
+    clips: int = typer.Option(8, help="Number of rendered clips (motions spread over the subjects)."),
+    seconds: float = CLIP_SECONDS,
+    seed: int = CLIP_SEED,
+    weights: Optional[Path] = LIFTER_WEIGHTS,
+    device: str = DEVICE,
+    run_config: Optional[Path] = RUN_SETTINGS,
+) -> None:
+    """Foot skate with and without foot locking, and contact precision/recall, on rendered held-out clips."""
+    settings = load_run_config(run_config)
+    if not settings.lift.fit.enabled:
+        raise ConfigError("evaluate-contacts measures the fitted skeleton: lift.fit.enabled is off")
+    motions, wanted = _held_out(config, data, subjects, seconds)
+    sliced = _spread(motions, clips, seconds)
+    lifter = Lifter.load(weights, device)
+    with progress_bar() as bar:
+        task = bar.add_task("clips", total=len(sliced), info=f"subjects {','.join(sorted(wanted))}")
+        rows = evaluate_skate(sliced, lifter, synth=SynthConfig(seed=seed), run_config=settings,
+                              progress=lambda d, t: bar.update(task, completed=d))
+    typer.echo(format_skate(rows))
+
+
+def evaluate_detections_command(
+    folder: Path = typer.Argument(..., help="A build-detections folder of held-out subjects (--subjects 3,7,12)."),
+    weights: Optional[Path] = LIFTER_WEIGHTS,
+    device: str = DEVICE,
+    config: Optional[Path] = TRAIN_CONFIG,
+) -> None:
+    """A lifter's MPJPE / P-MPJPE / MPJVE on stored 2D-stage tracks (seconds per lifter, same 2D for all)."""
+    cfg = load_config(TrainConfig, config, {})
+    rows = score_detections(folder, Lifter.load(weights, device), cfg.val_subjects + cfg.test_subjects)
+    typer.echo(format_scores(rows))
+
+
+def _spread(motions: list[Motion], clips: int, seconds: float) -> list[Motion]:
+    """``clips`` motions spread over the list (and so over subjects and actions), each cut from its middle."""
+    picks = [motions[int(i)] for i in np.linspace(0, len(motions) - 1, min(clips, len(motions)))] if motions else []
+    return [_middle(m, seconds) for m in picks]
 
 
 def _middle(motion: Motion, seconds: float) -> Motion:

@@ -18,9 +18,11 @@ from pipeline.config import load_config
 from pipeline.evaluation.evaluate import evaluate as run_eval
 from pipeline.evaluation.evaluate import format_report
 from pipeline.evaluation.trajectory import evaluate_trajectory
+from pipeline.lifting.fit import FitConfig
 from pipeline.lifting.lifter import Lifter, resolve_device
 from pipeline.skeleton import H36M_LIMB_JOINTS
 from pipeline.training.config import TrainConfig
+from pipeline.training.interpolate import interpolate_weights
 from pipeline.training.split import load_split
 from pipeline.training.train import train as run_training
 
@@ -74,6 +76,17 @@ def _evaluate_trajectory(lifter, clips, cfg, segment: int, seed: int, torso_from
         json_out.write_text(json.dumps(asdict(r), indent=2))
 
 
+def interpolate_command(
+    base: Path = typer.Argument(..., help="The lifter fine-tuning started from (e.g. the shipped weights/lifter.pt)."),
+    tuned: Path = typer.Argument(..., help="The fine-tuned lifter (pose3d train's last.pt or best.pt)."),
+    alpha: float = typer.Option(..., help="Weight of the tuned lifter, 0-1 (choose it on the validation subjects)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output checkpoint."),
+) -> None:
+    """Average two lifters' weights (WiSE-FT): most of a fine-tune's gain, most of the original's accuracy."""
+    interpolate_weights(base, tuned, alpha, out)
+    typer.echo(f"{1 - alpha:g} x {base} + {alpha:g} x {tuned} -> {out}")
+
+
 def evaluate_command(
     weights: Optional[Path] = typer.Option(None, help="Lifter checkpoint (default: the shipped weights)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training YAML: data, split, cameras."),
@@ -88,6 +101,8 @@ def evaluate_command(
                               "hips and shoulders, as pose3d does for a 2D model's keypoints)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    fit: bool = typer.Option(False, "--fit", help="Score the fitted skeleton's joints (constant bones, as pose3d run "
+                             "exports them) instead of the lifter's raw output."),
 ) -> None:
     """Report MPJPE / P-MPJPE / N-MPJPE / MPJVE (mm) on held-out subjects, per action and overall."""
     if torso not in ("auto", "mocap", "limbs"):
@@ -109,11 +124,12 @@ def evaluate_command(
             return
         report = run_eval(lifter.model, split.test, cfg.camera, segment_frames=segment, seed=seed,
                           joints=tuple(range(17)) if all_joints else H36M_LIMB_JOINTS, device=lifter.device,
-                          torso_from_limbs=limbs,
+                          torso_from_limbs=limbs, fit=FitConfig() if fit else None, fps=lifter.train_fps,
                           progress=lambda d, t: bar.update(task, completed=d, total=t))
     typer.echo(format_report(report))
     typer.echo(f"\nsubjects {', '.join(report.subjects)}; {report.segments} camera segments; "
                f"{'all 17' if all_joints else '13 limb'} joints; {torso} 2D torso; "
+               f"{'fitted skeleton' if fit else 'raw lifter output'}; "
                f"MPJVE in mm/frame at {lifter.train_fps:g} Hz")
     if json_out:
         json_out.write_text(json.dumps(asdict(report), indent=2))

@@ -31,11 +31,16 @@ from typing import Callable, Sequence
 import numpy as np
 
 from pipeline.errors import ConfigError, OutputError
+from pipeline.evaluation import metrics
 from pipeline.evaluation.synth import SynthConfig, synthesize, write_clip
 from pipeline.evaluation.video import slice_motion
 from pipeline.io.export import atomic_save_npz
 from pipeline.io.ffmpeg import probe
+from pipeline.lifting.lifter import Lifter
+from pipeline.lifting.model import infer
 from pipeline.run import RunConfig, clean_tracks, two_d_pass
+from pipeline.skeleton import H36M_LIMB_JOINTS
+from pipeline.training.detected import DetectedRun, read_folder
 from pipeline.training.mocap import Motion
 
 
@@ -165,3 +170,69 @@ def _build_clip(motions: Sequence[Motion], folder: Path, seed: int, config: Dete
         fps=np.float64(clip.fps), focal=np.float64(cam.focal), center=np.asarray(cam.center, np.float64),
         motion=np.array(motion.name), subject=np.array(motion.subject), seed=np.int64(seed), small=np.bool_(small))
     return len(picked)
+
+
+@dataclass(frozen=True)
+class DetectedScore:
+    """A lifter's error on one group of stored detections (13 limb joints, at the lifter's rate).
+
+    Attributes:
+        name: Group name ('all', 'normal', 'small').
+        clips: Clips with a track in the group.
+        frames: Frames scored.
+        mpjpe, p_mpjpe: Frame-weighted position errors, mm.
+        mpjve: Frame-weighted velocity error, mm per frame at the lifter's rate.
+    """
+
+    name: str
+    clips: int
+    frames: int
+    mpjpe: float
+    p_mpjpe: float
+    mpjve: float
+
+
+def score_detections(folder: str | Path, lifter: Lifter, held_out: Sequence[str], min_frames: int = 15,
+                     flip: bool = True) -> list[DetectedScore]:
+    """Lift every stored detected track of a folder and score it against its truth (``pose3d evaluate-detections``).
+
+    Lifting stored tracks takes seconds where re-rendering and re-running the 2D stage takes minutes, so a
+    validation-subject folder (``build-detections --subjects 3,7,12``) compares many lifters on the same 2D.
+
+    Args:
+        folder: A detections folder of held-out subjects only.
+        lifter: The lifter under test.
+        held_out: The validation and test subjects (a clip of anyone else is an error: the lifter trained on them).
+        min_frames: Shortest run scored, frames at the clips' rate.
+        flip: Flip test-time augmentation.
+
+    Returns:
+        Rows 'all', 'normal' and 'small' (a group without clips is left out).
+    """
+    runs = read_folder(folder, lifter.train_fps, min_frames, held_out, training=False)
+    errors = [_run_errors(run, lifter, flip) for run in runs]
+    rows = []
+    for name, keep in (("all", lambda r: True), ("normal", lambda r: not r.small), ("small", lambda r: r.small)):
+        picked = [(run, e) for run, e in zip(runs, errors) if keep(run)]
+        if picked:
+            w = np.array([len(run.x) for run, _ in picked], float)
+            e = np.array([err for _, err in picked])
+            mean = (e * w[:, None]).sum(0) / w.sum()
+            rows.append(DetectedScore(name, len({run.clip for run, _ in picked}), int(w.sum()), *mean.tolist()))
+    return rows
+
+
+def _run_errors(run: DetectedRun, lifter: Lifter, flip: bool) -> tuple[float, float, float]:
+    """(MPJPE, P-MPJPE, MPJVE) of one run in mm over the limb joints."""
+    pred = infer(lifter.model, run.x, flip=flip, device=lifter.device, chunk=20_000)
+    joints = list(H36M_LIMB_JOINTS)
+    pred, truth = pred[:, joints] - pred[:, :1], run.y[:, joints]
+    return (1000 * metrics.mpjpe(pred, truth), 1000 * metrics.p_mpjpe(pred, truth),
+            1000 * metrics.mpjve(pred, truth))
+
+
+def format_scores(rows: Sequence[DetectedScore]) -> str:
+    """A Markdown table of the rows."""
+    lines = ["| group | clips | frames | MPJPE mm | P-MPJPE mm | MPJVE mm/frame |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r.name} | {r.clips} | {r.frames} | {r.mpjpe:.1f} | {r.p_mpjpe:.1f} | {r.mpjve:.2f} |" for r in rows]
+    return "\n".join(lines)

@@ -29,6 +29,7 @@ from pipeline.errors import ConfigError
 from pipeline.evaluation import metrics
 from pipeline.keypoints import rebuild_torso
 from pipeline.lifting.bank import PoseBankConfig, infer_with_bank
+from pipeline.lifting.fit import FitConfig, fit_skeleton
 from pipeline.lifting.model import TemporalModel
 from pipeline.skeleton import H36M_LIMB_JOINTS
 from pipeline.training.cameras import film
@@ -87,6 +88,7 @@ def joint_errors(pred: np.ndarray, gt: np.ndarray, joints: Sequence[int]) -> np.
 def evaluate(model: TemporalModel, clips: Sequence[Clip], camera: CameraConfig, *, segment_frames: int = 250,
              joints: Sequence[int] = H36M_LIMB_JOINTS, seed: int = 0, flip: bool = True, device: str = "cpu",
              interval: int = 1, bank: PoseBankConfig | None = None, torso_from_limbs: bool = False,
+             fit: FitConfig | None = None, fps: float = 50.0,
              progress: Callable[[int, int], None] | None = None) -> EvalReport:
     """Evaluate ``model`` on ``clips`` (held-out subjects, at the model's training rate).
 
@@ -103,6 +105,9 @@ def evaluate(model: TemporalModel, clips: Sequence[Clip], camera: CameraConfig, 
         bank: Long-term pose bank fused into the lifter's windows (paper 003); None lifts plainly.
         torso_from_limbs: Give the lifter the 2D pelvis, spine and thorax rebuilt from the hips and shoulders
             (after the noise, as a 2D model's torso is) instead of the mocap's; the 3D ground truth is unchanged.
+        fit: Score the fitted skeleton's joints (:func:`pipeline.lifting.fit.fit_skeleton`) instead of the raw
+            lifted ones.
+        fps: Frame rate of ``clips`` (the lifter's training rate), Hz.
         progress: Called with (segments done, segments total).
 
     Returns:
@@ -126,7 +131,9 @@ def evaluate(model: TemporalModel, clips: Sequence[Clip], camera: CameraConfig, 
         for protocol, uv2d in (("gt", uv), ("noisy", corrupt_2d(uv, NOISY_2D, gen))):
             uv2d = rebuild_torso(uv2d) if torso_from_limbs else uv2d
             x = normalize_screen(uv2d[0], w, h).numpy()
-            err = joint_errors(infer_with_bank(model, x, bank, flip=flip, device=device), gt, joints) * len(seg)
+            pred = infer_with_bank(model, x, bank, flip=flip, device=device)
+            pred = fit_skeleton(pred, fps / interval, fit).poses3d if fit is not None else pred
+            err = joint_errors(pred, gt, joints) * len(seg)
             sums[protocol][action] += err
             sums[protocol]["overall"] += err
         counts[action] += len(seg)

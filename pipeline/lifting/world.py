@@ -57,6 +57,24 @@ def placed_poses(track: Track) -> np.ndarray:
     return track.poses3d + track.root3d[:, None]
 
 
+def estimate_up(poses: np.ndarray) -> np.ndarray:
+    """(3,) unit "up" in the poses' frame: the median direction from the ankles to the head.
+
+    Args:
+        poses: (N, 17, 3) H36M-17 joints of any number of frames (pelvis-relative or placed).
+    """
+    body = poses[:, _HEAD] - poses[:, _ANKLES].mean(axis=1)
+    up = np.median(body / np.linalg.norm(body, axis=-1, keepdims=True).clip(1e-9), axis=0)
+    return up / max(np.linalg.norm(up), 1e-9)
+
+
+def level_rotation(up: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation whose rows are x (the camera's right, levelled), ``up`` and z = x cross up."""
+    x = np.array([1.0, 0.0, 0.0]) - up[0] * up                               # camera right, levelled
+    x = x / np.linalg.norm(x) if np.linalg.norm(x) > 1e-6 else np.cross(up, [0.0, 0.0, 1.0])
+    return np.stack([x, up, np.cross(x, up)])
+
+
 def estimate_world(tracks: Sequence[Track]) -> WorldFrame | None:
     """The clip's world frame from every placed person (see the module docstring).
 
@@ -70,12 +88,7 @@ def estimate_world(tracks: Sequence[Track]) -> WorldFrame | None:
     if not placed:
         return None
     joints = np.concatenate(placed).astype(np.float64)                     # (N, 17, 3)
-    body = joints[:, _HEAD] - joints[:, _ANKLES].mean(axis=1)
-    up = np.median(body / np.linalg.norm(body, axis=-1, keepdims=True).clip(1e-9), axis=0)
-    up /= max(np.linalg.norm(up), 1e-9)
-    x = np.array([1.0, 0.0, 0.0]) - up[0] * up                               # camera right, levelled
-    x = x / np.linalg.norm(x) if np.linalg.norm(x) > 1e-6 else np.cross(up, [0.0, 0.0, 1.0])
-    rotation = np.stack([x, up, np.cross(x, up)])
+    rotation = level_rotation(estimate_up(joints))
     level = joints @ rotation.T
     floor = np.percentile(level[:, _ANKLES, 1], 2) - ANKLE_HEIGHT_M
     centre = level[:, 0].mean(axis=0)

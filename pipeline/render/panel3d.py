@@ -17,6 +17,8 @@ import numpy as np
 from pipeline.render.style import (
     BACKGROUND,
     COCO_HIPS,
+    CONTACT_BGR,
+    CONTACT_FEET,
     GRID,
     GRID_AXES,
     H36M_ANKLES,
@@ -119,11 +121,13 @@ class Pose3DPanel:
         rotation = self.rotation(time)
         self._draw_background(panel, rotation)
         self._draw_trails(panel, people, rotation)
-        placed = [(p.track_id, pose) for p in people if (pose := self.place(p)) is not None]
+        shown = [(p, pose) for p in people if (pose := self.place(p)) is not None]
+        placed = [(p.track_id, pose) for p, pose in shown]
         if not placed:
             return
         uv, depth = self.project(np.stack([pose for _, pose in placed]), rotation)
         self._draw_bones(panel, uv, depth)
+        self._draw_contacts(panel, [p.contacts for p, _ in shown], uv)
         if self.config.show_ids:                          # a square of the track colour and the id
             s = max(8, self.size // 50)
             for (track_id, _), (x, y) in zip(placed, (uv[:, H36M_HEAD] // ONE).tolist()):
@@ -131,6 +135,13 @@ class Pose3DPanel:
                 cv2.rectangle(panel, (x, y), (x + s, y + s), color, -1)
                 cv2.putText(panel, str(track_id), (x + s + 3, y + s), cv2.FONT_HERSHEY_SIMPLEX,
                             max(0.35, s / 22), color, max(1, s // 12), cv2.LINE_AA)
+
+    def _draw_contacts(self, panel: np.ndarray, contacts: list[np.ndarray | None], uv: np.ndarray) -> None:
+        """A filled amber disc on each ankle whose foot is on the ground (contact probability at least 0.5)."""
+        r = max(3, round(1.6 * self.thickness)) * ONE
+        for p, feet in enumerate(contacts):
+            for k in [] if feet is None else np.flatnonzero(np.asarray(feet) >= 0.5).tolist():
+                cv2.circle(panel, uv[p, CONTACT_FEET[k]].tolist(), r, CONTACT_BGR, -1, cv2.LINE_AA, SHIFT)
 
     def _draw_background(self, panel: np.ndarray, rotation: np.ndarray) -> None:
         """Background and floor grid; cached when the camera never moves."""

@@ -60,10 +60,11 @@ def frames_of(tracks: list[Track], world=None, trail_frames: int = 0) -> Callabl
         people = []
         for t, r in index.get(int(frame), ()):
             pw = placed.get(t.track_id)
+            trail = None if pw is None or trail_frames < 2 else pw[max(0, r - trail_frames + 1): r + 1, 0]
             people.append(PersonFrame(t.track_id, t.keypoints[r], t.scores[r],
                                       None if t.poses3d is None else t.poses3d[r], bool(t.interpolated[r]),
-                                      None if pw is None else pw[r],
-                                      None if pw is None or trail_frames < 2 else pw[max(0, r - trail_frames + 1): r + 1, 0]))
+                                      None if pw is None else pw[r], trail,
+                                      None if t.contacts is None else t.contacts[r]))
         return people
 
     return lookup

@@ -19,6 +19,8 @@ GRID = (78, 74, 70)
 GRID_AXES = (110, 106, 100)
 SIDE_BGR = np.array([(215, 215, 215), (255, 150, 50), (60, 70, 240)], np.float32)  # centre, left, right
 H36M_HEAD, H36M_ANKLES = H36M17.index("head"), [H36M17.index("l_ankle"), H36M17.index("r_ankle")]
+CONTACT_FEET = [H36M17.index("r_ankle"), H36M17.index("l_ankle")]   # the order of Track.contacts
+CONTACT_BGR = (40, 215, 255)   # a foot on the ground: amber, apart from the side colours
 COCO_HIPS = [COCO17.index("l_hip"), COCO17.index("r_hip")]
 
 
@@ -108,6 +110,7 @@ class PersonFrame:
         pose_world: (17, 3) the placed joints in the clip's world frame (:mod:`pipeline.lifting.world`: y up, floor
             at 0), metres, or None when the trajectory is unknown.
         trail: (K, 3) world-frame pelvis positions of the last K frames up to this one, or None.
+        contacts: (2,) probability that the right and the left foot are on the ground, or None.
     """
 
     track_id: int
@@ -117,6 +120,7 @@ class PersonFrame:
     interpolated: bool = False
     pose_world: np.ndarray | None = None
     trail: np.ndarray | None = None
+    contacts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if np.shape(self.keypoints2d) != (17, 2) or np.shape(self.scores2d) != (17,):
@@ -127,6 +131,8 @@ class PersonFrame:
                 raise ShapeError(f"person {self.track_id}: {name} must be (17, 3), got {np.shape(getattr(self, name))}")
         if self.trail is not None and (np.ndim(self.trail) != 2 or np.shape(self.trail)[1] != 3):
             raise ShapeError(f"person {self.track_id}: trail must be (K, 3), got {np.shape(self.trail)}")
+        if self.contacts is not None and np.shape(self.contacts) != (2,):
+            raise ShapeError(f"person {self.track_id}: contacts must be (2,), got {np.shape(self.contacts)}")
 
 
 @functools.lru_cache(maxsize=1024)

@@ -153,6 +153,29 @@ class SemiSupervisedConfig:
 
 
 @dataclass(frozen=True)
+class DetectedConfig:
+    """Training on the 2D stage's own output (``pose3d build-detections`` clips); off while ``folder`` is None.
+
+    Attributes:
+        folder: Detections folder (clips of training subjects only).
+        share: Share of each pose batch drawn from detected windows (the rest: projected mocap).
+        error_share: Share of the mocap windows whose 2D gets a window of the 2D stage's real error (the learned
+            noise model: :meth:`pipeline.training.detected.DetectedWindows.errors`) instead of synthetic noise.
+        min_frames: Detected runs shorter than this (frames at the clips' rate) are not used.
+    """
+
+    folder: str | None = None
+    share: float = 0.5
+    error_share: float = 0.0
+    min_frames: int = 15
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.share <= 1.0 and 0.0 <= self.error_share <= 1.0) or self.min_frames < 2:
+            raise ConfigError(f"detected: share and error_share must be in [0, 1] and min_frames >= 2, got "
+                              f"{self.share}, {self.error_share}, {self.min_frames}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything ``pose3d train`` needs besides the command line.
 
@@ -177,6 +200,7 @@ class TrainConfig:
             ``last.pt``; not for semi-supervised runs.
         lifter, camera, augment, loss: Sub-configurations.
         semi: Semi-supervised back-projection (paper 002); off by default.
+        detected: Detected 2D from rendered clips mixed in (issue 18); off by default.
     """
 
     data: str = "../shared/data/mocap/cmu"
@@ -198,6 +222,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     semi: SemiSupervisedConfig = field(default_factory=SemiSupervisedConfig)
+    detected: DetectedConfig = field(default_factory=DetectedConfig)
 
     def learning_rate(self, epoch: int) -> float:
         """The learning rate of an epoch: ``lr * lr_decay^epoch``, then ``anneal_decay`` per epoch after

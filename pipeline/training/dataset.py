@@ -28,9 +28,11 @@ import torch
 from pipeline.camera import normalize_screen
 from pipeline.errors import InputError
 from pipeline.keypoints import rebuild_torso
+from pipeline.lifting.model import pose_size_2d
 from pipeline.skeleton import H36M17
 from pipeline.training.cameras import sample_cameras
 from pipeline.training.config import AugmentConfig, CameraConfig
+from pipeline.training.detected import DetectedWindows
 from pipeline.training.evolve import bone_vectors, evolve_windows, from_bones
 
 # Joints a 2D detector finds worst get more jitter: wrists, ankles, and the face-derived head.
@@ -116,10 +118,13 @@ class PoseWindows:
         causal: Output frames at the window end instead of its centre.
         camera: Virtual camera ranges.
         augment: Augmentation settings.
+        errors: Detected windows whose 2D-stage errors noisy samples may carry (the learned noise model).
+        error_share: Share of the noisy samples given a real error window instead of synthetic noise.
     """
 
     def __init__(self, clips: Sequence[Clip], receptive_field: int, out_frames: int, causal: bool,
-                 camera: CameraConfig, augment: AugmentConfig) -> None:
+                 camera: CameraConfig, augment: AugmentConfig, errors: DetectedWindows | None = None,
+                 error_share: float = 0.0) -> None:
         if not clips:
             raise InputError("no training motions: check the data folder and the subject split")
         self.joints = torch.cat([c.joints for c in clips]).float()
@@ -129,6 +134,7 @@ class PoseWindows:
         self.length = receptive_field + out_frames - 1
         self.receptive_field, self.out_frames, self.causal = receptive_field, out_frames, causal
         self.camera, self.augment = camera, augment
+        self.errors, self.error_share = errors, error_share if errors is not None else 0.0
 
     def __len__(self) -> int:
         return len(self.joints)
@@ -173,11 +179,21 @@ class PoseWindows:
         uv = torch.where(flip[:, None, None, None], torch.stack([width - uv[..., 0], uv[..., 1]], -1)[:, :, perm], uv)
         mirrored = cam3d[:, :, perm] * torch.tensor([-1.0, 1.0, 1.0])
         cam3d = torch.where(flip[:, None, None, None], mirrored, cam3d)
+        exact = uv
         if noisy:
             uv = corrupt_2d(uv, aug, gen)
         if aug.torso_from_limbs:
-            uv = rebuild_torso(uv)
+            uv, exact = rebuild_torso(uv), rebuild_torso(exact)
+        if noisy and self.error_share > 0.0:
+            uv = self._with_real_errors(uv, exact, gen)
         return FilmedWindows(uv, cam3d, cams.focal, cams.center, cams.size)
+
+    def _with_real_errors(self, uv: torch.Tensor, exact: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Give ``error_share`` of the windows a window of the 2D stage's own error, scaled to the person's size."""
+        b, length = uv.shape[:2]
+        use = (torch.rand(b, generator=gen) < self.error_share)[:, None, None, None]
+        errors = self.errors.errors(b, length, gen) * pose_size_2d(exact)[..., None]
+        return torch.where(use, exact + errors, uv)
 
     @property
     def first_output(self) -> int:

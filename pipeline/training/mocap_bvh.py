@@ -41,18 +41,16 @@ component they name (exporters that write them on every joint repeat the offset 
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.errors import InputError
+from pipeline.io.bvh import BvhJoint, forward_kinematics, parse_bvh
 from pipeline.training.mocap_fk import (
     assemble_h36m,
     choose_scale,
     conform_proportions,
-    euler_matrices,
     place_on_floor,
     read_text,
     spine_weight,
@@ -94,123 +92,6 @@ _CHAINS = ("spine_chain", "repair_thorax")
 # Flavours whose motion was retargeted onto a stock figure: their joint placement is the figure's, not the
 # actor's, so they are conformed to the CMU proportions (:func:`pipeline.training.mocap_fk.conform_proportions`).
 RETARGETED = ("cgspeed-daz",)
-
-
-@dataclass
-class BvhJoint:
-    """One HIERARCHY entry: offset (3,) in file units, channel names, first channel's column."""
-
-    name: str
-    parent: int
-    offset: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    channels: list[str] = field(default_factory=list)
-    start: int = 0
-    end_site: np.ndarray | None = None
-
-
-def parse_bvh(text: str, path: Path) -> tuple[list[BvhJoint], np.ndarray, float]:
-    """Parse BVH text.
-
-    Args:
-        text: Whole file.
-        path: For error messages.
-
-    Returns:
-        (joints in file order (parents first), motion (T, C) float64 channel values, frame time in s).
-    """
-    head, sep, body = text.partition("MOTION")
-    if not sep or "HIERARCHY" not in head:
-        raise InputError(f"{path}: not a BVH file (no HIERARCHY/MOTION sections)")
-    joints = _parse_hierarchy(head.split(), path)
-    m = re.match(r"\s*Frames:\s*(\d+)\s*Frame\s+Time:\s*(\S+)", body)
-    if not m:
-        raise InputError(f"{path}: BVH MOTION section lacks 'Frames:' / 'Frame Time:' lines")
-    try:
-        values = np.array(body[m.end():].split(), dtype=np.float64)
-        frame_time = float(m.group(2))
-    except ValueError as e:
-        raise InputError(f"{path}: non-numeric value in BVH MOTION section ({e})") from e
-    n_ch = sum(len(j.channels) for j in joints)
-    if n_ch == 0 or values.size == 0 or values.size % n_ch:
-        raise InputError(f"{path}: BVH has {values.size} motion values, not a multiple of its "
-                         f"{n_ch} channels (declared {m.group(1)} frames)")
-    if not frame_time > 0:
-        raise InputError(f"{path}: BVH Frame Time {frame_time} is not positive")
-    return joints, values.reshape(-1, n_ch), frame_time
-
-
-def _parse_hierarchy(tok: list[str], path: Path) -> list[BvhJoint]:
-    joints: list[BvhJoint] = []
-    stack: list[int] = []  # open blocks: joint index, or -1 for an End Site
-    pending, n_ch, i = None, 0, tok.index("HIERARCHY") + 1
-    try:
-        while i < len(tok):
-            t = tok[i]
-            if t in ("ROOT", "JOINT"):
-                parent = stack[-1] if stack else -1
-                joints.append(BvhJoint(tok[i + 1], parent))
-                pending, i = len(joints) - 1, i + 2
-            elif t == "End":
-                pending, i = -1, i + 2
-            elif t == "{":
-                stack.append(pending)
-                i += 1
-            elif t == "}":
-                stack.pop()
-                i += 1
-            elif t == "OFFSET":
-                off = np.array(tok[i + 1:i + 4], dtype=np.float64)
-                if stack[-1] == -1:
-                    joints[stack[-2]].end_site = off
-                else:
-                    joints[stack[-1]].offset = off
-                i += 4
-            elif t == "CHANNELS":
-                n = int(tok[i + 1])
-                jt = joints[stack[-1]]
-                jt.channels, jt.start = tok[i + 2:i + 2 + n], n_ch
-                n_ch, i = n_ch + n, i + 2 + n
-            else:
-                raise InputError(f"{path}: unexpected token {t!r} in BVH HIERARCHY")
-    except (IndexError, ValueError) as e:
-        raise InputError(f"{path}: malformed BVH HIERARCHY near token {i} ({e})") from e
-    for jt in joints:
-        if any(len(c) < 2 or c[0] not in "XYZ" or c[1:].lower() not in ("position", "rotation")
-               for c in jt.channels):
-            raise InputError(f"{path}: joint {jt.name!r} has unknown channels {jt.channels}")
-    if not joints or stack:
-        raise InputError(f"{path}: BVH HIERARCHY is empty or its braces do not balance")
-    return joints
-
-
-def forward_kinematics(joints: list[BvhJoint], motion: np.ndarray,
-                       needed: set[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Global positions and rotations of the needed joints over all frames at once.
-
-    Args:
-        joints: Parsed hierarchy; parents come before children.
-        motion: (T, C) channel values (degrees for rotations, file units for positions).
-        needed: Joint indices to compute; must be closed under taking parents.
-
-    Returns:
-        {joint index: (position (T, 3), rotation (T, 3, 3))} in file units, file axes.
-    """
-    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for j in sorted(needed):
-        jt = joints[j]
-        rot_cols = [jt.start + k for k, c in enumerate(jt.channels) if c[1:].lower() == "rotation"]
-        axes = "".join(c[0] for c in jt.channels if c[1:].lower() == "rotation")
-        local = euler_matrices(motion[:, rot_cols], axes)
-        trans = np.repeat(jt.offset[None], len(motion), axis=0)
-        for k, c in enumerate(jt.channels):
-            if c[1:].lower() == "position":
-                trans[:, "XYZ".index(c[0])] = motion[:, jt.start + k]
-        if jt.parent < 0:
-            out[j] = (trans, local)
-        else:
-            p_pos, p_rot = out[jt.parent]
-            out[j] = (p_pos + np.einsum("tij,tj->ti", p_rot, trans), p_rot @ local)
-    return out
 
 
 def _detect_flavour(joints: list[BvhJoint], path: Path) -> tuple[str, dict, dict[str, int]]:

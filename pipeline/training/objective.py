@@ -10,6 +10,7 @@ import torch
 from pipeline.lifting.model import TemporalModel
 from pipeline.training.config import TrainConfig
 from pipeline.training.dataset import Clip, PoseWindows
+from pipeline.training.detected import DetectedWindows
 from pipeline.training.losses import mpjpe, total_loss
 from pipeline.training.trajectory import strided_roots, training_pair, wmpjpe
 
@@ -44,17 +45,24 @@ class Objective:
 
     Args:
         windows: Training windows (cameras and augmentation included).
-        config: Uses ``lifter.target`` and ``loss``.
+        config: Uses ``lifter.target``, ``loss`` and ``detected.share``.
+        detected: Windows of the 2D stage's own output; ``detected.share`` of each noisy pose batch comes from
+            them.
     """
 
-    def __init__(self, windows: PoseWindows, config: TrainConfig) -> None:
-        self.windows, self.config = windows, config
+    def __init__(self, windows: PoseWindows, config: TrainConfig, detected: DetectedWindows | None = None) -> None:
+        self.windows, self.config, self.detected = windows, config, detected
         self.trajectory = config.lifter.target == "trajectory"
 
     def batch(self, n: int, gen: torch.Generator, noisy: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(x, y): screen 2D + pelvis-relative joints for poses; rays + pelvis positions for trajectories."""
         if not self.trajectory:
-            return self.windows.sample(n, gen, noisy)
+            n_detected = round(n * self.config.detected.share) if noisy and self.detected is not None else 0
+            x, y = self.windows.sample(n - n_detected, gen, noisy)
+            if n_detected == 0:
+                return x, y
+            xd, yd = self.detected.sample(n_detected, gen)
+            return torch.cat([x, xd]), torch.cat([y, yd])
 
         return training_pair(self.windows.film(n, gen, noisy), self.windows.first_output)
 

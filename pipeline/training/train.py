@@ -21,6 +21,7 @@ from pipeline.lifting.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.lifting.model import TemporalModel
 from pipeline.training.config import TrainConfig
 from pipeline.training.dataset import PoseWindows
+from pipeline.training.detected import DetectedWindows, read_folder
 from pipeline.training.grow import grow
 from pipeline.training.objective import Objective, TrainProgress, TrainResult, validate, validation_batch
 from pipeline.training.semisup import train_semi
@@ -46,6 +47,17 @@ def _initial_weights(config: TrainConfig) -> TemporalModel:
     return grow(source, config.lifter)
 
 
+def detected_windows(config: TrainConfig, frames: int) -> DetectedWindows | None:
+    """The ``detected.folder`` clips as training windows (None when it is not set)."""
+    if config.detected.folder is None:
+        return None
+    if config.lifter.target == "trajectory":
+        raise ConfigError("detected: the trajectory model trains on mocap only; remove detected.folder")
+    runs = read_folder(config.detected.folder, config.fps, config.detected.min_frames,
+                       config.val_subjects + config.test_subjects, training=True)
+    return DetectedWindows(runs, config.lifter.receptive_field, frames, config.lifter.causal, config.augment.flip)
+
+
 def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = None, resume: bool = False,
           device: str = "cpu", progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
     """Train a lifter and write checkpoints to ``out_dir``.
@@ -64,6 +76,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
     if config.semi.labeled_subjects:
         if config.init:
             raise ConfigError("init: semi-supervised runs train both networks from scratch; remove init or semi")
+        if config.detected.folder:
+            raise ConfigError("detected: semi-supervised runs train on mocap only; remove detected.folder or semi")
 
         return train_semi(config, out_dir, split or load_split(config), device, progress)
     out = Path(out_dir)
@@ -71,8 +85,10 @@ def train(config: TrainConfig, out_dir: str | Path, *, split: Split | None = Non
     torch.manual_seed(config.seed)
     split = split or load_split(config)
     frames = 1 if config.lifter.target == "trajectory" else config.loss.frames
-    objective = Objective(PoseWindows(split.train, config.lifter.receptive_field, frames, config.lifter.causal,
-                                      config.camera, config.augment), config)
+    detected = detected_windows(config, frames)
+    windows = PoseWindows(split.train, config.lifter.receptive_field, frames, config.lifter.causal, config.camera,
+                          config.augment, detected, config.detected.error_share)
+    objective = Objective(windows, config, detected)
     val_batch = validation_batch(split.val or split.train, config)
     model = TemporalModel(config.lifter).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, amsgrad=True)

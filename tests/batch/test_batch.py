@@ -219,8 +219,15 @@ def test_batch_tracks_a_rendered_person(tmp_path):
     (src / "walks").mkdir(parents=True)
     motion = slice_motion(load_motion(WALK), 1.0, 1.5)
     write_synth(synthesize(motion, SynthConfig(width=192, height=144, fps=15, seed=3)), src / "walks" / "walk.mp4")
-    summary = run_batch(plan_batch(src, out, load_run_config(fast_config(tmp_path))))
+    batch = BatchConfig(exports=("json", "bvh", "angles"), video=False)
+    summary = run_batch(plan_batch(src, out, load_run_config(fast_config(tmp_path)), batch), batch)
     result = summary.results[0]
     assert result.status == "done" and result.people >= 1 and result.frames == 23
     tracks = json.loads((out / "walks" / "walk.json").read_text())["tracks"]
     assert tracks and len(tracks[0]["poses3d"]) == len(tracks[0]["frames"]) > 10
+    # One BVH per person with the clip's name, and the joint angles; a second run finds them complete.
+    bvh = sorted(p.name for p in (out / "walks").glob("*.bvh"))
+    assert bvh == [f"walk_track{t['id']}.bvh" for t in tracks] and (out / "walks" / "walk_angles.csv").exists()
+    assert set(result.outputs) == {f"walks/{n}" for n in bvh + ["walk.json", "walk_angles.csv"]}
+    again = run_batch(plan_batch(src, out, load_run_config(fast_config(tmp_path)), batch), batch)
+    assert again.results[0].status == "skipped" and not _leftovers(out / "walks")

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from pipeline.errors import InputError, ShapeError
+from pipeline.io.bvh import forward_kinematics, parse_bvh
 from pipeline.training import mocap
 from pipeline.training.mocap import Motion, clean, load_dataset, load_manifest, load_motion, read_bvh, resample
-from pipeline.training.mocap_bvh import forward_kinematics, parse_bvh, read_bvh_detail
+from pipeline.training.mocap_bvh import read_bvh_detail
 from pipeline.training.mocap_fk import REFERENCE_BONES, conform_proportions
 from tests.support.synth import SHARED, STANDING
 

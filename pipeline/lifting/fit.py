@@ -40,6 +40,8 @@ class FitConfig:
         iterations: L-BFGS iterations of each of the two passes (per frame, then with smoothness).
         lock_weight: Weight of the ankle-to-target term of foot locking (``--trajectory`` only).
         root_prior: Weight keeping the locked fit's pelvis near the trajectory's, per square metre.
+        root_smoothness: Weight of the locked pelvis path's second differences (per frame at 50 Hz), which
+            calms the trajectory's jitter.
     """
 
     enabled: bool = True
@@ -49,9 +51,11 @@ class FitConfig:
     iterations: int = 60
     lock_weight: float = 10.0
     root_prior: float = 0.1
+    root_smoothness: float = 10.0
 
     def __post_init__(self) -> None:
-        weights = (self.smoothness, self.helper_prior, self.rest_prior, self.lock_weight, self.root_prior)
+        weights = (self.smoothness, self.helper_prior, self.rest_prior, self.lock_weight, self.root_prior,
+                   self.root_smoothness)
         if min(weights) < 0 or self.iterations < 1:
             raise ConfigError(f"lift.fit: weights must be >= 0 and iterations >= 1, got {self}")
 
@@ -265,7 +269,7 @@ class _Problem:
             loss = loss + c.root_prior * self.shift.square().sum(-1).mean()
             if len(self.target) > 2:
                 # Smooth the corrected path, not the correction: the shift may cancel the trajectory's jitter.
-                loss = loss + c.smoothness * self._accel(self.root + self.shift)
+                loss = loss + c.root_smoothness * self._accel(self.root + self.shift)
         return loss
 
     def solve(self, params: _Parameters, smooth: bool) -> None:

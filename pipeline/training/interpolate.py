@@ -34,5 +34,7 @@ def interpolate_weights(base: str | Path, tuned: str | Path, alpha: float, out: 
     a, b = first.state_dict(), second.state_dict()
     # Batch-norm step counters are integers: keep the tuned network's.
     second.load_state_dict({k: (1 - alpha) * a[k] + alpha * b[k] if b[k].is_floating_point() else b[k] for k in b})
+    # Keep the tuned run's training config (best.pt stores it directly, last.pt inside its resume state).
+    config = meta["extra"].get("config") or meta["extra"].get("train_state", {}).get("config")
     save_checkpoint(out, second, train_fps=meta["train_fps"], torso_from_limbs=meta["torso_from_limbs"],
-                    extra={"interpolated": {"base": str(base), "tuned": str(tuned), "alpha": alpha}})
+                    extra={"interpolated": {"base": str(base), "tuned": str(tuned), "alpha": alpha}, "config": config})

@@ -31,7 +31,7 @@ def test_a_low_foot_is_in_contact_and_a_raised_or_fast_one_is_not():
     p = contact_probability(level, t)
     assert (p[:, 0] > 0.9).all() and (p[:, 1] < 0.01).all() and p.dtype == np.float32
     # Placed in the world: a foot that travels fast is not planted, however low.
-    world, t = _feet(np.zeros((40, 2)), 3.0)
+    world, t = _feet(np.zeros((40, 2)), 6.0)
     assert (contact_probability(level, t, world=world)[:, 0] < 0.01).all()
     still, _ = _feet(np.zeros((40, 2)), 0.2)
     assert (contact_probability(level, t, world=still)[:, 0] > 0.9).all()

@@ -30,6 +30,9 @@ def test_a_low_foot_is_in_contact_and_a_raised_or_fast_one_is_not():
     level, t = _feet(heights, 0.0)
     p = contact_probability(level, t)
     assert (p[:, 0] > 0.9).all() and (p[:, 1] < 0.01).all() and p.dtype == np.float32
+    # Standing, with the lifter holding one planted foot 3 cm higher than the other: both are planted.
+    heights[:, 1] = 0.03
+    assert (contact_probability(_feet(heights, 0.0)[0], t) > 0.9).all()
     # Placed in the world: a foot that travels fast is not planted, however low.
     world, t = _feet(np.zeros((40, 2)), 6.0)
     assert (contact_probability(level, t, world=world)[:, 0] < 0.01).all()

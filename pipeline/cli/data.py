@@ -27,6 +27,7 @@ from pipeline.evaluation.synth_group import GroupConfig, pick_motions, save_grou
 from pipeline.evaluation.tracking import evaluate_groups, format_tracking
 from pipeline.evaluation.video import evaluate_videos, format_rows, slice_motion
 from pipeline.io.export import atomic_save_npz
+from pipeline.io.outputs import folders_for
 from pipeline.lifting.lifter import Lifter
 from pipeline.run import load_run_config, with_choices
 from pipeline.training.cameras import film
@@ -202,18 +203,19 @@ def build_detections_command(
 ) -> None:
     """Render training-subject mocap, run it through the 2D stage and clean-up, and store it with its 3D truth."""
     settings = DetectionsConfig(clips=clips, seconds=seconds, small_share=small_share, seed=seed)
-    prepare_folder(out)
-    cfg = load_config(TrainConfig, config, {"data": data})
-    held_out = set(cfg.test_subjects) | set(cfg.val_subjects)
-    wanted = {s.strip() for s in subjects.split(",")} if subjects else None
-    motions = [m for m in load_dataset(cfg.data, fps=30.0)
-               if (m.subject in wanted if wanted else m.subject not in held_out)]
-    if not motions:
-        raise ConfigError(f"no motions of subjects {subjects} in {cfg.data}")
-    with progress_bar() as bar:
-        task = bar.add_task("clips", total=clips, info=str(out))
-        summary = build_detections(motions, out, settings, load_run_config(run_config),
-                                   progress=lambda d, t: bar.update(task, completed=d))
+    # A folder this command creates goes again if it fails before writing a clip (bad mocap folder, subjects).
+    with folders_for([out / "clip"]):
+        prepare_folder(out)
+        cfg = load_config(TrainConfig, config, {"data": data})
+        held_out = set(cfg.test_subjects) | set(cfg.val_subjects)
+        wanted = {s.strip() for s in subjects.split(",")} if subjects else None
+        motions = [m for m in load_dataset(cfg.data, fps=30.0, subjects=wanted) if wanted or m.subject not in held_out]
+        if not motions:
+            raise ConfigError(f"no motions of subjects {subjects} in {cfg.data}")
+        with progress_bar() as bar:
+            task = bar.add_task("clips", total=clips, info=str(out))
+            summary = build_detections(motions, out, settings, load_run_config(run_config),
+                                       progress=lambda d, t: bar.update(task, completed=d))
     console.print(f"{summary.made} clips made ({summary.frames} frames of tracks), {summary.kept} already there, "
                   f"in {summary.seconds / 60:.1f} min -> {out}", highlight=False)
 

@@ -305,6 +305,16 @@ def check_run_files(path: str | Path, output: str | Path | None, exports: Sequen
     return path
 
 
+def check_fit_for(config: RunConfig, suffixes: Sequence[str]) -> None:
+    """Refuse a BVH export (suffix ``.bvh``) when the skeleton fit it is made of is off, before any work.
+
+    Raises:
+        ConfigError: one line saying what to change.
+    """
+    if not config.lift.fit.enabled and any(s.lower() == ".bvh" for s in suffixes):
+        raise ConfigError("a BVH export needs the fitted skeleton: drop --no-fit (or set lift.fit.enabled)")
+
+
 def run_video(path: str | Path, output: str | Path | None, config: RunConfig | None = None,
               exports: Sequence[str | Path] = (), progress: Callable[[Progress], None] | None = None,
               lifter: Lifter | None = None, models: TwoDModels | None = None) -> RunResult:
@@ -325,8 +335,7 @@ def run_video(path: str | Path, output: str | Path | None, config: RunConfig | N
     """
     config = config or RunConfig()
     path = check_run_files(path, output, exports)   # everything is checked before the first frame is decoded
-    if not config.lift.fit.enabled and any(Path(e).suffix.lower() == ".bvh" for e in exports):
-        raise ConfigError("--export .bvh needs the fitted skeleton: lift.fit.enabled is off")
+    check_fit_for(config, [Path(e).suffix for e in exports])
     info = probe(path)
     report = (lambda stage, done, total: progress(Progress(stage, done, total))) if progress else (lambda *a: None)
     seconds: dict[str, float] = {}

@@ -28,7 +28,7 @@ from pipeline.cli.ui import (
     sigterm_interrupts,
 )
 from pipeline.errors import ConfigError
-from pipeline.run import load_run_config, with_choices
+from pipeline.run import check_fit_for, load_run_config, with_choices
 from pipeline.twod.stage import resolve_backend
 
 _STATUS_STYLE = {"done": "green", "skipped": "dim", "failed": "red", "ignored": "yellow", "interrupted": "magenta"}
@@ -163,8 +163,7 @@ def batch_command(
     run_cfg = with_choices(load_run_config(config), backend=backend, weights_dir=weights_dir, device=device,
                            weights=weights, layout=layout, pose_bank=pose_bank, trajectory=trajectory, fov_deg=fov,
                            fit=fit, trust_weights=trust_weights)
-    if "bvh" in cfg.exports and not run_cfg.lift.fit.enabled:
-        raise ConfigError("--export bvh needs the fitted skeleton: drop --no-fit (or set lift.fit.enabled)")
+    check_fit_for(run_cfg, cfg.suffixes)
     engine = None
     if ray is not None:
         engine = ray_engine(RayOptions(ray, gpus_per_clip, cpus_per_clip, retries))

@@ -285,25 +285,26 @@ def _write_csv(path: Path, tracks, info, timeline: Timeline) -> None:
 
 def _write_angles(path: Path, tracks, info, timeline: Timeline) -> None:
     lifted = [t for t in tracks if t.poses3d is not None]
-    up = _up(lifted) if lifted else np.array([0.0, -1.0, 0.0])
+    up = _level_world(lifted).rotation[1] if lifted else np.array([0.0, -1.0, 0.0])
     write_angles_csv(path, [(t.track_id, t.frames, joint_angles(t.poses3d, up, timeline.at(t.frames)))
                             for t in lifted])
 
 
-def _up(tracks) -> np.ndarray:
-    """(3,) the clip's up direction in camera coordinates: the world frame's, else estimated from the poses."""
+def _level_world(tracks) -> WorldFrame:
+    """The clip's world frame; without the trajectory, one that only levels the poses (its up estimated from them,
+    no offset)."""
     world = estimate_world(tracks)
-    return world.rotation[1] if world is not None else estimate_up(np.concatenate([t.poses3d for t in tracks]))
+    if world is not None:
+        return world
+    return WorldFrame(level_rotation(estimate_up(np.concatenate([t.poses3d for t in tracks]))), np.zeros(3))
 
 
 def _write_bvh(path: Path, tracks, info, timeline: Timeline, track_id: int) -> None:
     track = next(t for t in tracks if t.track_id == track_id)
     if track.skeleton is None:
         raise OutputError(f"--export {path}: BVH needs the fitted skeleton; lift.fit.enabled is off")
-    world = estimate_world(tracks)
-    if world is None:
-        # Without the trajectory the pelvis stays put; still stand the person upright on a level floor.
-        world = WorldFrame(level_rotation(_up(tracks)), np.zeros(3))
+    # Without the trajectory the pelvis stays put; the person still stands upright on a level floor.
+    world = _level_world([t for t in tracks if t.poses3d is not None])
     fit, root = resample_fit(track.skeleton, timeline.at(track.frames), info.fps, track.root3d)
     write_bvh(path, fit, 1.0 / info.fps, world, root)
 

@@ -22,6 +22,8 @@ import pytest
 
 from pipeline.io.ffmpeg import ffmpeg_exe
 from pipeline.io.weights import MODELS
+from pipeline.lifting.checkpoint import save_checkpoint
+from pipeline.lifting.model import LifterConfig, TemporalModel
 
 ROOT = Path(__file__).resolve().parents[2]
 WALK = ROOT / "examples" / "walk.mp4"
@@ -353,8 +355,42 @@ def test_rendered_data_commands_fail_cleanly_before_any_work(work):
     assert_fails_cleanly(done, 3, "clip.mp4", "dataset folder")
     done = pose3d("build-detections", "--out", "ds", "--small-share", "2", cwd=work)
     assert_fails_cleanly(done, 2, "small_share")
+    done = pose3d("build-detections", "--out", "new/ds", "--clips", "1", "--data", "nowhere", cwd=work)
+    assert_fails_cleanly(done, 3, "nowhere")                    # the folder it made for the dataset goes again
+    cmu = ROOT.parent / "shared" / "data" / "mocap" / "cmu"
+    if (cmu / "MANIFEST.tsv").exists():
+        done = pose3d("build-detections", "--out", "ds", "--subjects", "999", "--data", cmu, cwd=work)
+        assert_fails_cleanly(done, 2, "no motions of subjects 999")
     done = pose3d("evaluate-tracking", "--people", "0", "--data", "nowhere", cwd=work)
     assert_fails_cleanly(done, 2, "people=0")
     done = pose3d("synth", "nowhere.bvh", "--people", "2", "--out", "g.mp4", cwd=work)
     assert_fails_cleanly(done, 3, "nowhere.bvh")
     assert digests(work) == before                              # inputs untouched, nothing written
+    assert not (work / "new").exists() and not (work / "ds").exists()
+
+
+# 11. Skeleton exports and weight averaging refuse what they cannot do, before any work ---------------------------
+
+def test_a_bvh_export_without_the_skeleton_fit_is_refused_up_front(work):
+    before = digests(work)
+    proc = pose3d("run", "clip.mp4", "--no-fit", "--export", "out/clip.bvh", "-c", "fast.yaml", cwd=work)
+    assert_fails_cleanly(proc, 2, "needs the fitted skeleton")
+    assert digests(work) == before and not (work / "out").exists()
+    (work / "in").mkdir()
+    (work / "in" / "a.mp4").write_bytes(WALK.read_bytes())
+    before = digests(work)
+    proc = pose3d("batch", "in", "--out", "res", "--export", "bvh", "--no-fit", "-c", "fast.yaml", cwd=work)
+    assert_fails_cleanly(proc, 2, "needs the fitted skeleton")
+    assert digests(work) == before and not (work / "res").exists()
+
+
+def test_interpolate_refuses_a_bad_share_and_different_lifters(work):
+    small = work / "small.pt"
+    save_checkpoint(small, TemporalModel(LifterConfig(filter_widths=(3, 3), channels=16)), train_fps=50.0)
+    shipped = ROOT / "weights" / "lifter.pt"
+    before = digests(work)
+    proc = pose3d("interpolate", shipped, shipped, "--alpha", "1.5", "--out", "mix.pt", cwd=work)
+    assert_fails_cleanly(proc, 2, "--alpha")
+    proc = pose3d("interpolate", shipped, small, "--alpha", "0.5", "--out", "mix.pt", cwd=work)
+    assert_fails_cleanly(proc, 4, "different lifters")
+    assert digests(work) == before
